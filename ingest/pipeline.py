@@ -1,0 +1,425 @@
+"""Incremental ingestion: plan what changed, parse and embed only that, write it crash-safely.
+
+Plan, per file under each folder:
+- same size and mtime as recorded, or same content hash → unchanged (not parsed, not embedded);
+- content identical to a file already indexed (a rename or a copy) → its vectors are copied;
+- otherwise → parsed, split and embedded (added or updated);
+- recorded but gone from the folder → removed (with prune, the default for folders).
+
+Parsing runs in a background thread while the main thread embeds: the embedding engines release
+the GIL, so the two overlap instead of taking turns. Only a few documents are held at once, so
+memory stays bounded however large the folder is. The pipeline reports progress through a
+callback and imports no user-interface code.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.discover import SUPPORTED, FoundFile, file_hash, walk
+from ingest.load import Document, LoadError, load
+from ingest.split import Chunk, split_document
+from kb.config import Settings
+from kb.manifest import FileRecord
+from kb.models.embeddings import KbEmbeddings
+from kb.store import FileEntry, Store, chunk_id
+
+log = logging.getLogger(__name__)
+
+# Files parsed ahead of the embedder. Two keep both sides busy; more only costs memory.
+_PARSE_AHEAD = 2
+
+
+@dataclass
+class Failure:
+    path: str
+    error: str
+
+
+@dataclass
+class IngestSummary:
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    renamed: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    chunks: int = 0  # chunks written this run (embedded or copied)
+    embedded: int = 0  # chunks that went through the embedding model
+    seconds: float = 0.0
+    repaired: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "renamed": self.renamed,
+            "failed": [{"path": f.path, "error": f.error} for f in self.failed],
+            "chunks": self.chunks,
+            "embedded": self.embedded,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass
+class Event:
+    """Progress as the pipeline sees it; renderers (Rich, Streamlit) decide how to show it."""
+
+    kind: str  # "planned" | "file" | "chunks" | "done"
+    source: str = ""
+    status: str = ""  # for "file": added | updated | unchanged | renamed | removed | failed
+    chunks: int = 0
+    bytes: int = 0
+    total_files: int = 0
+    total_bytes: int = 0
+    error: str = ""
+
+
+ProgressCallback = Callable[[Event], None]
+
+
+@dataclass
+class _Work:
+    found: FoundFile
+    entry: FileEntry
+    status: str  # "added" | "updated"
+    copy_from: FileRecord | None = None
+    display: str = ""
+
+
+@dataclass
+class _Plan:
+    work: list[_Work] = field(default_factory=list)
+    unchanged: list[tuple[FoundFile, FileEntry, bool]] = field(default_factory=list)
+    removals: list[FileRecord] = field(default_factory=list)
+    failures: list[tuple[FoundFile, str, str]] = field(default_factory=list)  # found, display, error
+    renamed_from: set[tuple[str, str]] = field(default_factory=set)
+
+
+def _display(found: FoundFile, roots: int) -> str:
+    # With one folder the relative path is unambiguous; with several, show the full path.
+    return found.source if roots == 1 else str(found.path)
+
+
+def _supported_list() -> str:
+    return ", ".join(sorted({ext.lstrip(".") for ext in SUPPORTED}))
+
+
+def embedded_text(title: str, file_name: str, chunk: Chunk) -> str:
+    """The text the embedding model sees: document title, file name and section, then the chunk.
+
+    Passages often omit their subject ("It was founded in 1998"); the title carries it.
+    """
+    head = title if Path(file_name).stem == title else f"{title} ({file_name})"
+    section = chunk.section
+    if section == title or section.startswith(title + " > "):
+        section = section[len(title):].lstrip(" >")
+    parts = [head, section, chunk.text] if section else [head, chunk.text]
+    return "\n".join(parts)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        embeddings_factory: Callable[[], KbEmbeddings],
+        collection: str | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._embeddings_factory = embeddings_factory
+        self._embeddings: KbEmbeddings | None = None
+        self.collection = collection or settings.collection
+        self.progress = progress or (lambda event: None)
+
+    @property
+    def embeddings(self) -> KbEmbeddings:
+        # Loaded on first need: re-running on an unchanged folder never loads a model.
+        if self._embeddings is None:
+            self._embeddings = self._embeddings_factory()
+        return self._embeddings
+
+    # --- planning ----------------------------------------------------------------------------
+
+    def _plan(self, targets: list[Path], prune: bool) -> _Plan:
+        plan = _Plan()
+        manifest = self.store.manifest
+        limit = int(self.settings.max_file_mb * 1024 * 1024)
+        roots: dict[str, list[FoundFile]] = {}
+        walked_folders: set[str] = set()
+        for target in targets:
+            resolved = target.expanduser().resolve()
+            found_files = list(walk(resolved))
+            if resolved.is_dir():
+                walked_folders.add(str(resolved))
+            for found in found_files:
+                roots.setdefault(str(found.root), []).append(found)
+        n_roots = len(roots)
+        claimed_hashes: dict[str, FileRecord] = {}
+        for root, found_files in roots.items():
+            records = manifest.files(self.collection, root)
+            failures = manifest.failures(self.collection, root)
+            seen: set[str] = set()
+            for found in found_files:
+                seen.add(found.source)
+                display = _display(found, n_roots)
+                if found.format is None:
+                    reason = f"unsupported format '{found.path.suffix or 'no extension'}' " \
+                             f"(supported: {_supported_list()})"
+                    plan.failures.append((found, display, reason))
+                    continue
+                if found.size == 0:
+                    plan.failures.append((found, display, "empty file (0 bytes)"))
+                    continue
+                if found.size > limit:
+                    plan.failures.append((
+                        found,
+                        display,
+                        f"too large ({found.size / 2**20:.1f} MB > KB_MAX_FILE_MB="
+                        f"{self.settings.max_file_mb:g})",
+                    ))
+                    continue
+                record = records.get((root, found.source))
+                if (record and record.complete and record.size == found.size
+                        and record.mtime_ns == found.mtime_ns):
+                    entry = FileEntry(root, found.source, record.file_hash, found.size,
+                                      found.mtime_ns, record.title)
+                    plan.unchanged.append((found, entry, False))
+                    continue
+                try:
+                    digest = file_hash(found.path)
+                except OSError as exc:
+                    plan.failures.append((found, display, f"unreadable ({exc.strerror or exc})"))
+                    continue
+                entry = FileEntry(root, found.source, digest, found.size, found.mtime_ns)
+                if record and record.complete and record.file_hash == digest:
+                    plan.unchanged.append((found, FileEntry(
+                        root, found.source, digest, found.size, found.mtime_ns, record.title
+                    ), True))
+                    continue
+                failure = failures.get(found.source)
+                if failure and failure.file_hash == digest:
+                    # Same broken bytes as last time: report it again without re-parsing.
+                    plan.failures.append((found, display, failure.error))
+                    continue
+                status = "updated" if record else "added"
+                copy_from = None
+                if status == "added":
+                    copy_from = manifest.complete_by_hash(self.collection, digest)
+                    copy_from = copy_from or claimed_hashes.get(digest)
+                plan.work.append(_Work(found, entry, status, copy_from, display))
+            if prune and root in walked_folders:
+                for (rec_root, source), record in records.items():
+                    if source not in seen:
+                        plan.removals.append(record)
+        # A removed file whose content reappears under a new name is a rename, not a removal.
+        removed_hashes = {r.file_hash: r for r in plan.removals if r.complete}
+        for work in plan.work:
+            if work.status == "added" and work.copy_from is None:
+                original = removed_hashes.get(work.entry.file_hash)
+                if original is not None:
+                    work.copy_from = original
+            if work.copy_from is not None and work.copy_from in plan.removals:
+                plan.renamed_from.add((work.copy_from.root, work.copy_from.source))
+        return plan
+
+    # --- execution ---------------------------------------------------------------------------
+
+    def run(self, targets: Iterable[Path], prune: bool = True) -> IngestSummary:
+        started = time.perf_counter()
+        summary = IngestSummary()
+        targets = list(targets)
+        store = self.store
+        with store.write_lock():
+            store.collection(self.collection, embed_model=self.settings.embed_model, create=True)
+            summary.repaired = {k: v for k, v in store.repair(self.collection).items() if v}
+            run_id = store.manifest.start_run(self.collection, [str(t) for t in targets])
+            plan = self._plan(targets, prune)
+            todo = plan.work
+            self.progress(Event(
+                "planned",
+                total_files=len(todo),
+                total_bytes=sum(w.found.size for w in todo),
+            ))
+            try:
+                self._record_unchanged(plan, summary)
+                self._record_failures(plan, summary)
+                copies = [w for w in todo if w.copy_from is not None]
+                fresh = [w for w in todo if w.copy_from is None]
+                for work in copies:
+                    self._copy(work, plan, summary)
+                self._remove(plan, summary)
+                self._parse_and_embed(fresh, summary)
+            finally:
+                summary.seconds = time.perf_counter() - started
+                store.manifest.finish_run(run_id, summary.to_json())
+                self.progress(Event("done"))
+        return summary
+
+    def _record_unchanged(self, plan: _Plan, summary: IngestSummary) -> None:
+        touched = [(found, entry) for found, entry, hashed in plan.unchanged if hashed]
+        for _, entry in touched:
+            self.store.touch_file(self.collection, entry)
+        summary.unchanged = len(plan.unchanged)
+
+    def _fail(self, found: FoundFile, display: str, error: str, digest: str | None,
+              summary: IngestSummary) -> None:
+        summary.failed.append(Failure(display, error))
+        if digest is not None:
+            with self.store.manifest.transaction():
+                self.store.manifest.record_failure(
+                    self.collection, str(found.root), found.source, digest, found.size,
+                    found.mtime_ns, error,
+                )
+        self.progress(Event("file", source=display, status="failed", error=error,
+                            bytes=found.size))
+
+    def _record_failures(self, plan: _Plan, summary: IngestSummary) -> None:
+        for found, display, error in plan.failures:
+            summary.failed.append(Failure(display, error))
+            self.progress(Event("file", source=display, status="failed", error=error))
+
+    def _copy(self, work: _Work, plan: _Plan, summary: IngestSummary) -> None:
+        original = work.copy_from
+        assert original is not None
+        entry = FileEntry(work.entry.root, work.entry.source, work.entry.file_hash,
+                          work.entry.size, work.entry.mtime_ns, original.title)
+        n = self.store.copy_file(self.collection, original, entry)
+        summary.chunks += n
+        if (original.root, original.source) in plan.renamed_from:
+            summary.renamed += 1
+            status = "renamed"
+        else:
+            summary.added += 1
+            status = "added"
+        self.progress(Event("file", source=work.display, status=status, chunks=n,
+                            bytes=work.found.size))
+
+    def _remove(self, plan: _Plan, summary: IngestSummary) -> None:
+        for record in plan.removals:
+            self.store.remove_file(self.collection, record)
+            if (record.root, record.source) not in plan.renamed_from:
+                summary.removed += 1
+                self.progress(Event("file", source=record.source, status="removed"))
+
+    def _parse_ahead(self, works: list[_Work], out: queue.Queue, stop: threading.Event) -> None:
+        count = self.embeddings.count_tokens
+        for work in works:
+            if stop.is_set():
+                break
+            try:
+                doc = load(work.found.path, work.found.format or "")
+                chunks = split_document(
+                    doc, count, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
+                )
+                if not chunks:
+                    raise LoadError("no text found in the file")
+                out.put((work, doc, chunks, None))
+            except LoadError as exc:
+                out.put((work, None, None, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+                log.debug("failed to parse %s", work.found.path, exc_info=True)
+                out.put((work, None, None, f"{type(exc).__name__}: {exc}"))
+        out.put(None)
+
+    def _parse_and_embed(self, works: list[_Work], summary: IngestSummary) -> None:
+        if not works:
+            return
+        parsed: queue.Queue = queue.Queue(maxsize=_PARSE_AHEAD)
+        stop = threading.Event()
+        # Load the model before the thread starts so both share one instance.
+        _ = self.embeddings
+        parser = threading.Thread(
+            target=self._parse_ahead, args=(works, parsed, stop), name="kb-parse", daemon=True
+        )
+        parser.start()
+        try:
+            while (item := parsed.get()) is not None:
+                work, doc, chunks, error = item
+                if error is not None:
+                    self._fail(work.found, work.display, error, work.entry.file_hash, summary)
+                    continue
+                try:
+                    n = self._embed_and_write(work, doc, chunks)
+                except Exception as exc:  # noqa: BLE001 - report the file, keep going
+                    log.debug("failed to index %s", work.found.path, exc_info=True)
+                    self._fail(work.found, work.display, f"{type(exc).__name__}: {exc}",
+                               work.entry.file_hash, summary)
+                    continue
+                summary.chunks += n
+                summary.embedded += n
+                if work.status == "updated":
+                    summary.updated += 1
+                else:
+                    summary.added += 1
+                self.progress(Event("file", source=work.display, status=work.status, chunks=n,
+                                    bytes=work.found.size))
+        finally:
+            stop.set()
+            # Drain so a parser blocked on a full queue can see `stop` and exit.
+            while parser.is_alive():
+                try:
+                    parsed.get(timeout=0.1)
+                except queue.Empty:
+                    pass
+
+    def _embed_and_write(self, work: _Work, doc: Document, chunks: list[Chunk]) -> int:
+        entry = FileEntry(work.entry.root, work.entry.source, work.entry.file_hash,
+                          work.entry.size, work.entry.mtime_ns, doc.title)
+        file_name = work.found.path.name
+        texts = [embedded_text(doc.title, file_name, c) for c in chunks]
+        batch = self.settings.embed_batch_size
+        vectors = np.empty((len(texts), self.embeddings.dim), dtype=np.float32)
+        for start in range(0, len(texts), batch):
+            vectors[start:start + batch] = self.embeddings.embed_passages(texts[start:start + batch])
+            self.progress(Event("chunks", source=work.display,
+                                chunks=min(batch, len(texts) - start)))
+        ids = [chunk_id(entry.root, entry.source, entry.file_hash, c.position) for c in chunks]
+        metadatas = [self._metadata(entry, doc, file_name, c) for c in chunks]
+        self.store.begin_file(self.collection, entry, ids)
+        self.store.add_chunks(self.collection, ids, vectors, [c.text for c in chunks], metadatas)
+        self.store.commit_file(self.collection, entry, ids)
+        return len(ids)
+
+    @staticmethod
+    def _metadata(entry: FileEntry, doc: Document, file_name: str, chunk: Chunk) -> dict:
+        meta: dict[str, Any] = {
+            "source": entry.source,
+            "root": entry.root,
+            "file_name": file_name,
+            "file_hash": entry.file_hash,
+            "title": doc.title,
+            "section": chunk.section,
+            "position": chunk.position,
+            "kind": chunk.kind,
+            "tokens": chunk.tokens,
+        }
+        if chunk.page is not None:
+            meta["page"] = int(chunk.page)
+        return meta
+
+
+def forget(store: Store, collection: str, path: str) -> list[str]:
+    """Remove the chunks of the file(s) recorded under `path` (relative source or full path)."""
+    candidate = Path(path).expanduser()
+    wanted = str(candidate.resolve()) if candidate.exists() else path
+    removed = []
+    for record in store.manifest.files(collection).values():
+        full = f"{record.root}/{record.source}"
+        if path in (record.source, full) or wanted == full:
+            store.remove_file(collection, record)
+            removed.append(record.source)
+    return removed

@@ -1,0 +1,254 @@
+"""The `kb` command: a thin shell that parses, calls kb's functions and renders the result.
+
+Results go to stdout (tables, or JSON with --json); progress and errors go to stderr, so
+`kb ... --json | jq` always sees clean JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from kb import services
+from kb.config import Settings, get_settings
+
+app = typer.Typer(
+    help="kb: ask your company's documents, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True)
+
+_state: dict[str, Any] = {"verbose": False}
+
+CollectionOpt = Annotated[
+    str | None, typer.Option("--collection", "-c", help="Collection to use (default: KB_COLLECTION).")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+class UserError(Exception):
+    """A problem the user can fix; shown as one line, never as a traceback."""
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _state["verbose"] = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not verbose:
+        # Parsers log per-element chatter at WARNING; the user sees kb's one line per file.
+        for noisy in ("unstructured", "pdfminer", "chromadb", "httpx", "pypdf"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn expected failures into one clear line and exit code 2."""
+    from kb.models.bundled import ModelError
+    from kb.store import StoreError
+
+    try:
+        yield
+    except (UserError, ModelError, StoreError, FileNotFoundError, ValueError) as exc:
+        if _state["verbose"]:
+            err.print_exception()
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]")
+        raise typer.Exit(130) from None
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# --- ingest ------------------------------------------------------------------------------
+
+
+class _IngestProgress:
+    """Renders pipeline events as a Rich progress bar on stderr."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+        self.chunks = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, event) -> None:
+        if event.kind == "planned":
+            self.task = self.progress.add_task(
+                "ingesting", total=max(event.total_bytes, 1), files=0,
+                total_files=event.total_files, chunks=0, rate=0.0,
+            )
+        elif self.task is None:
+            return
+        elif event.kind == "chunks":
+            self.chunks += event.chunks
+            elapsed = max(time.perf_counter() - self.started, 1e-6)
+            self.progress.update(self.task, chunks=self.chunks, rate=self.chunks / elapsed)
+        elif event.kind == "file":
+            if event.status == "failed":
+                self.progress.console.print(
+                    f"[red]failed[/] {event.source}: {event.error}", highlight=False
+                )
+            if event.status in ("added", "updated", "renamed", "failed") and event.bytes:
+                fields = self.progress.tasks[0].fields
+                self.progress.update(self.task, advance=event.bytes, files=fields["files"] + 1)
+        elif event.kind == "done":
+            self.progress.update(self.task, completed=self.progress.tasks[0].total)
+
+
+def _summary_table(summary) -> Table:
+    table = Table(title="ingestion summary", show_header=True)
+    for column in ("added", "updated", "unchanged", "removed", "renamed", "failed", "chunks",
+                   "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary.added), str(summary.updated), str(summary.unchanged), str(summary.removed),
+        str(summary.renamed), str(len(summary.failed)), str(summary.chunks),
+        f"{summary.seconds:.1f}",
+    )
+    return table
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to ingest.")],
+    collection: CollectionOpt = None,
+    prune: Annotated[
+        bool, typer.Option("--prune/--no-prune", help="Remove files gone from the folder.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add documents to the knowledge base; re-running touches only what changed."""
+    settings = _settings()
+    with _errors():
+        for path in paths:
+            if not path.exists():
+                raise UserError(f"{path}: no such file or folder")
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[files]}/{task.fields[total_files]} files"),
+            TextColumn("{task.fields[chunks]} chunks"),
+            TextColumn("{task.fields[rate]:.1f} chunks/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=as_json,
+            disable=not err.is_terminal and not _state["verbose"],
+        )
+        with progress:
+            summary = services.ingest(
+                settings, paths, collection=collection, prune=prune,
+                progress=_IngestProgress(progress),
+            )
+    if as_json:
+        _print_json(summary.to_json())
+    else:
+        if not err.is_terminal:
+            for failure in summary.failed:
+                err.print(f"failed {failure.path}: {failure.error}", highlight=False)
+        if summary.repaired:
+            err.print(f"repaired an interrupted ingestion: {summary.repaired}", highlight=False)
+        out.print(_summary_table(summary))
+    raise typer.Exit(1 if summary.failed else 0)
+
+
+# --- status / forget ---------------------------------------------------------------------
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TB"
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """Show collections, files, chunks, size on disk, models and the last ingestion."""
+    from kb.status import knowledge_base_status
+
+    settings = _settings()
+    with _errors():
+        info = knowledge_base_status(settings, services.store(settings))
+    if as_json:
+        _print_json(info)
+        return
+    out.print(f"knowledge base: [bold]{info['home']}[/] ({_human_bytes(info['size_bytes'])})")
+    out.print(f"vector store:   {info['chroma']}")
+    out.print(f"models:         embedding {info['models']['embedding']}, "
+              f"answers {info['models']['llm']}")
+    table = Table(show_header=True)
+    for column in ("collection", "files", "chunks", "embedding", "last ingestion"):
+        table.add_column(column)
+    for col in info["collections"]:
+        last = col["last_ingestion"]
+        when = "-" if last is None else datetime.fromtimestamp(last["finished_at"]).strftime(
+            "%Y-%m-%d %H:%M")
+        table.add_row(col["name"], str(col["files"]), str(col["chunks"]),
+                      col["embed_model"] or "-", when)
+    if not info["collections"]:
+        out.print("empty: run `kb ingest PATH` to add documents")
+    else:
+        out.print(table)
+
+
+@app.command()
+def forget(
+    path: Annotated[str, typer.Argument(help="A file as ingested (relative or full path).")],
+    collection: CollectionOpt = None,
+) -> None:
+    """Remove one file's chunks from the knowledge base."""
+    from ingest.pipeline import forget as forget_file
+
+    settings = _settings()
+    name = collection or settings.collection
+    with _errors():
+        store = services.store(settings)
+        with store.write_lock():
+            removed = forget_file(store, name, path)
+        if not removed:
+            raise UserError(f"{path}: not in collection {name!r} (see `kb status`)")
+    for source in removed:
+        out.print(f"removed {source}")

