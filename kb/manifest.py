@@ -169,8 +169,17 @@ class Manifest:
                VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
                ON CONFLICT (collection, root, source) DO UPDATE SET
                    pending_ids = excluded.pending_ids""",
-            (collection, root, source, file_hash, size, mtime_ns, title,
-             json.dumps(list(pending_ids)), time.time()),
+            (
+                collection,
+                root,
+                source,
+                file_hash,
+                size,
+                mtime_ns,
+                title,
+                json.dumps(list(pending_ids)),
+                time.time(),
+            ),
         )
 
     def finish_file(
@@ -188,8 +197,17 @@ class Manifest:
             """UPDATE files SET file_hash = ?, size = ?, mtime_ns = ?, title = ?, chunk_ids = ?,
                                 pending_ids = NULL, ingested_at = ?
                WHERE collection = ? AND root = ? AND source = ?""",
-            (file_hash, size, mtime_ns, title, json.dumps(list(chunk_ids)), time.time(),
-             collection, root, source),
+            (
+                file_hash,
+                size,
+                mtime_ns,
+                title,
+                json.dumps(list(chunk_ids)),
+                time.time(),
+                collection,
+                root,
+                source,
+            ),
         )
         self.clear_failure(collection, root, source)
 
@@ -214,12 +232,20 @@ class Manifest:
             "SELECT * FROM failures WHERE collection = ? AND root = ?", (collection, root)
         )
         return {
-            r["source"]: FailureRecord(r["source"], r["file_hash"], r["size"], r["mtime_ns"], r["error"])
+            r["source"]: FailureRecord(
+                r["source"], r["file_hash"], r["size"], r["mtime_ns"], r["error"]
+            )
             for r in rows
         }
 
     def record_failure(
-        self, collection: str, root: str, source: str, file_hash: str, size: int, mtime_ns: int,
+        self,
+        collection: str,
+        root: str,
+        source: str,
+        file_hash: str,
+        size: int,
+        mtime_ns: int,
         error: str,
     ) -> None:
         self._db.execute(
@@ -246,7 +272,8 @@ class Manifest:
         """(files, chunks) recorded as complete in `collection`."""
         files = chunks = 0
         for (ids,) in self._db.execute(
-            "SELECT chunk_ids FROM files WHERE collection = ? AND pending_ids IS NULL", (collection,)
+            "SELECT chunk_ids FROM files WHERE collection = ? AND pending_ids IS NULL",
+            (collection,),
         ):
             files += 1
             chunks += len(json.loads(ids))

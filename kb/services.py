@@ -17,6 +17,7 @@ from kb.store import Store
 _lock = threading.Lock()
 _embedders: dict[tuple, KbEmbeddings] = {}
 _stores: dict[tuple, Store] = {}
+_chat_models: dict[tuple, object] = {}
 
 
 def embeddings(settings: Settings) -> KbEmbeddings:
@@ -53,3 +54,36 @@ def ingest(
         progress=progress,
     )
     return pipeline.run(paths, prune=prune)
+
+
+def chat_model(settings: Settings):
+    """The answering model (local GGUF or server), loaded once per process."""
+    from kb.models.llm import load_chat_model
+
+    key = (settings.llm_url, settings.llm_model, settings.llm_remote_model, settings.llm_ctx,
+           settings.llm_threads, settings.seed, settings.temperature, settings.max_answer_tokens)
+    with _lock:
+        if key not in _chat_models:
+            _chat_models[key] = load_chat_model(settings)
+        return _chat_models[key]
+
+
+def retriever(settings: Settings, collection: str | None = None):
+    from kb.retrieve import Retriever
+    from kb.store import StoreError
+
+    name = collection or settings.collection
+    kb_store = store(settings)
+    if not kb_store.has_collection(name) or kb_store.count(name) == 0:
+        raise StoreError(
+            f"the knowledge base at {kb_store.where()} has no documents in collection {name!r}: "
+            "run `kb ingest PATH` first"
+        )
+    return Retriever(kb_store, embeddings(settings), name)
+
+
+def answer_chain(settings: Settings, collection: str | None = None):
+    """The answering chain over `collection`, sharing this process's loaded models."""
+    from kb.chain import AnswerChain
+
+    return AnswerChain(settings, retriever(settings, collection), chat_model(settings))

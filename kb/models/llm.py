@@ -1,0 +1,201 @@
+"""The chat model behind answers: a local GGUF (llama-cpp-python) or an OpenAI-compatible server.
+
+Both are LangChain chat models (`ChatLlamaCpp`, `ChatOpenAI`), wrapped in `ChatModel`, which adds
+what the answering chain needs beyond LangChain's interface: a token counter for prompt budgets,
+the context window, and a lock — llama.cpp is not thread-safe, so generations are serialised and
+a caller can tell when it is queued.
+
+The local model keeps a RAM cache of evaluated prompt states. Every answer prompt starts with a
+fixed system prefix (one per language), so after the first question llama.cpp evaluates only the
+new tokens, even when Chinese and English questions alternate.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+
+from kb.config import Settings
+from kb.models.bundled import BUNDLED_GGUF, ModelError, resolve_gguf
+
+log = logging.getLogger(__name__)
+
+_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
+
+
+def approximate_tokens(text: str) -> int:
+    """A conservative token estimate for servers whose tokenizer we cannot call."""
+    cjk = len(_CJK.findall(text))
+    return cjk + (len(text) - cjk + 2) // 3
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # Probability the model gave, at its first step, to the first token of a watched reply
+    # (e.g. the not-found marker); None where the backend exposes no logits.
+    first_token_prob: float | None = None
+
+
+class ChatModel:
+    """A LangChain chat model plus token counting, context size and a generation lock."""
+
+    def __init__(
+        self, chat: BaseChatModel, name: str, context_window: int, llama: Any | None = None
+    ) -> None:
+        self.chat = chat
+        self.name = name
+        self.context_window = context_window
+        self._llama = llama  # the llama_cpp.Llama behind a local model, for its tokenizer
+        self._lock = threading.Lock()
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+
+    @property
+    def is_local(self) -> bool:
+        return self._llama is not None
+
+    def count_tokens(self, text: str) -> int:
+        if self._llama is None:
+            return approximate_tokens(text)
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def count_messages(self, messages: Sequence[BaseMessage]) -> int:
+        # Chat templates add a handful of tokens per message.
+        return sum(self.count_tokens(str(m.content)) + 6 for m in messages)
+
+    @property
+    def queue_length(self) -> int:
+        """Callers waiting for the model (not counting the one generating)."""
+        return self._waiting
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """Hold the model for one generation; other callers wait their turn."""
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def grammar(self, gbnf: str) -> Any | None:
+        """A compiled grammar for the local model; servers get None (plain prompting)."""
+        if self._llama is None:
+            return None
+        from llama_cpp import LlamaGrammar
+
+        return LlamaGrammar.from_string(gbnf, verbose=False)
+
+    def _first_token_watch(self, reply: str, usage: Usage) -> Any:
+        """A logits processor that records the first step's probability of `reply`'s first
+        token: a graded "how sure is the model that this is its reply", which a threshold can
+        calibrate, where the sampled text only says yes or no."""
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        token = self._llama.tokenize(reply.encode("utf-8"), add_bos=False, special=False)[0]
+
+        def watch(input_ids, scores):
+            if usage.first_token_prob is None:
+                logits = np.asarray(scores, dtype=np.float64)
+                probs = np.exp(logits - logits.max())
+                usage.first_token_prob = float(probs[token] / probs.sum())
+            return scores
+
+        return LogitsProcessorList([watch])
+
+    def stream(
+        self,
+        messages: Sequence[BaseMessage],
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        grammar: Any | None = None,
+        usage: Usage | None = None,
+        watch_reply: str | None = None,
+    ) -> Iterator[str]:
+        """Yield the reply piece by piece. Call inside `turn()`."""
+        kwargs: dict[str, Any] = {"max_tokens": max_tokens}
+        if grammar is not None:
+            kwargs["grammar"] = grammar
+        if watch_reply and usage is not None and self._llama is not None:
+            kwargs["logits_processor"] = self._first_token_watch(watch_reply, usage)
+        text = ""
+        for chunk in self.chat.stream(list(messages), stop=list(stop or []), **kwargs):
+            piece = chunk.content if isinstance(chunk.content, str) else ""
+            if piece:
+                text += piece
+                yield piece
+        if usage is not None:
+            usage.prompt_tokens = self.count_messages(messages)
+            usage.completion_tokens = self.count_tokens(text)
+
+
+def _local_chat(settings: Settings) -> ChatModel:
+    from langchain_community.chat_models import ChatLlamaCpp
+    from llama_cpp import LlamaRAMCache
+
+    path = resolve_gguf(settings.llm_model, settings.models_dir)
+    try:
+        chat = ChatLlamaCpp(
+            model_path=str(path),
+            n_ctx=settings.llm_ctx,
+            n_threads=settings.threads(settings.llm_threads),
+            n_batch=512,
+            seed=settings.seed,
+            temperature=settings.temperature,
+            max_tokens=settings.max_answer_tokens,
+            top_p=1.0,
+            top_k=40,
+            repeat_penalty=1.0,
+            verbose=False,
+            streaming=True,
+        )
+    except ValueError as exc:
+        raise ModelError(
+            f"cannot load the model file {path}: it is corrupt or not a model llama.cpp supports "
+            f"({str(exc).splitlines()[-1][:200]}); check KB_LLM_MODEL"
+        ) from exc
+    llama = chat.client
+    # A few evaluated prompt states (a fixed prefix per language) fit in far less than this.
+    llama.set_cache(LlamaRAMCache(capacity_bytes=256 << 20))
+    name = settings.llm_model if settings.llm_model in BUNDLED_GGUF else path.name
+    return ChatModel(chat, name, settings.llm_ctx, llama=llama)
+
+
+def _remote_chat(settings: Settings) -> ChatModel:
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(
+        base_url=settings.llm_url,
+        api_key=settings.llm_api_key,
+        model=settings.llm_remote_model,
+        temperature=settings.temperature,
+        seed=settings.seed,
+        max_tokens=settings.max_answer_tokens,
+        streaming=True,
+        timeout=120,
+        max_retries=1,
+    )
+    return ChatModel(chat, f"{settings.llm_remote_model} @ {settings.llm_url}", settings.llm_ctx)
+
+
+def load_chat_model(settings: Settings) -> ChatModel:
+    """The model named by KB_LLM_URL (a server) or KB_LLM_MODEL (a local GGUF)."""
+    if settings.llm_url:
+        return _remote_chat(settings)
+    return _local_chat(settings)
