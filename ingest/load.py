@@ -103,6 +103,79 @@ def _pdf_outline(pdf) -> dict[int, list[tuple[int, str]]]:
     return outline
 
 
+def _page_lines(page) -> list[tuple[str, float]]:
+    """The page's text lines with the largest font size in each line."""
+    import pypdfium2.raw as pdfium_raw
+
+    textpage = page.get_textpage()
+    try:
+        count = textpage.count_chars()
+        text = textpage.get_text_range(0, count) if count else ""
+        lines: list[tuple[str, float]] = []
+        current: list[str] = []
+        size = 0.0
+        for index, char in enumerate(text):
+            if char in "\r\n":
+                if current:
+                    lines.append(("".join(current), size))
+                current, size = [], 0.0
+                continue
+            current.append(char)
+            if not char.isspace():
+                size = max(size, pdfium_raw.FPDFText_GetFontSize(textpage, index))
+        if current:
+            lines.append(("".join(current), size))
+        return lines
+    finally:
+        textpage.close()
+
+
+def _heading_levels(pages: list[list[tuple[str, float]]]) -> dict[float, int]:
+    """Font sizes that mark headings (clearly larger than the body text), largest = level 0.
+
+    Most PDFs carry no outline; a heading is the one thing typography reliably signals.
+    """
+    weight: dict[float, int] = {}
+    for lines in pages:
+        for text, size in lines:
+            weight[round(size, 1)] = weight.get(round(size, 1), 0) + len(text)
+    if not weight:
+        return {}
+    body = max(weight, key=weight.get)
+    larger = sorted((s for s in weight if s >= body * 1.15), reverse=True)
+    return {s: min(i, 3) for i, s in enumerate(larger)}
+
+
+def _drop_running_lines(pages: list[list[tuple[str, float]]]) -> list[list[tuple[str, float]]]:
+    """Remove running headers and footers: edge lines repeated on most pages ("Report - Page 7").
+
+    They would otherwise start every page's first chunk with the same noise.
+    """
+    if len(pages) < 3:
+        return pages
+
+    def key(text: str) -> str:
+        return re.sub(r"\d+", "#", text.strip().lower())
+
+    seen: dict[str, int] = {}
+    for lines in pages:
+        for text in {key(t) for t, _ in lines[:2] + lines[-2:]}:
+            seen[text] = seen.get(text, 0) + 1
+    running = {k for k, n in seen.items() if k and n >= max(3, len(pages) // 2)}
+    return [
+        [(t, s) for i, (t, s) in enumerate(lines)
+         if not ((i < 2 or i >= len(lines) - 2) and key(t) in running)]
+        for lines in pages
+    ]
+
+
+def _is_heading_text(text: str) -> bool:
+    text = text.strip()
+    return 2 <= len(text) <= 80 and not text.replace(".", "").isdigit() and any(
+        c.isalpha() for c in text
+    )
+
+
 def load_pdf(path: Path) -> Document:
     import pypdfium2 as pdfium
 
@@ -114,27 +187,40 @@ def load_pdf(path: Path) -> Document:
             raise LoadError("encrypted PDF: it needs a password, remove the protection") from exc
         raise LoadError(f"corrupt or unreadable PDF ({message})") from exc
     try:
-        title = ""
         try:
             title = (pdf.get_metadata_dict().get("Title") or "").strip()
         except Exception:  # noqa: BLE001 - metadata is optional
             title = ""
         outline = _pdf_outline(pdf)
-        blocks: list[Block] = []
+        pages = []
         for index in range(len(pdf)):
             page = pdf[index]
-            textpage = page.get_textpage()
             try:
-                text = reflow(clean_text(textpage.get_text_range(), join_cjk_lines=False))
+                pages.append(_page_lines(page))
             finally:
-                textpage.close()
                 page.close()
-            for level, heading in outline.get(index + 1, []):
-                blocks.append(Block(heading, "title", page=index + 1, level=level))
-            if text:
-                blocks.append(Block(text, "text", page=index + 1))
     finally:
         pdf.close()
+    pages = _drop_running_lines(pages)
+    levels = {} if outline else _heading_levels(pages)
+    blocks: list[Block] = []
+    for number, lines in enumerate(pages, start=1):
+        for level, heading in outline.get(number, []):
+            blocks.append(Block(heading, "title", page=number, level=level))
+        body: list[str] = []
+        for text, size in lines:
+            level = levels.get(round(size, 1))
+            if level is not None and _is_heading_text(text):
+                if body:
+                    blocks.append(Block(reflow(clean_text("\n".join(body), False)), page=number))
+                    body = []
+                blocks.append(Block(clean_text(text), "title", page=number, level=level))
+            else:
+                body.append(text)
+        if body:
+            text = reflow(clean_text("\n".join(body), join_cjk_lines=False))
+            if text:
+                blocks.append(Block(text, "text", page=number))
     if not any(b.kind == "text" for b in blocks):
         raise LoadError(
             "PDF has no extractable text (scanned images need OCR, which kb does not do)"

@@ -42,6 +42,7 @@ class _Unit:
     tokens: int
     heading: bool = False
     starts_block: bool = False  # first unit of a paragraph, list item or line
+    section: str = ""  # the section path this unit belongs to
 
 
 def _hard_split(text: str, limit: int, count: TokenCount) -> list[str]:
@@ -121,7 +122,7 @@ class _Packer:
         for previous, unit in zip(self.units, self.units[1:], strict=False):
             separate = previous.heading or unit.heading or unit.starts_block
             text += ("\n" if separate else _joiner(text, unit.text)) + unit.text
-        self.out.append(Chunk(text, self.section, self.page, len(self.out), "text", self.tokens))
+        self.out.append(Chunk(text, self._section(), self.page, len(self.out), "text", self.tokens))
         tail: list[_Unit] = []
         if keep_overlap and self.overlap:
             budget = self.overlap
@@ -131,6 +132,13 @@ class _Packer:
                 tail.insert(0, unit)
                 budget -= unit.tokens
         self.units = tail + carried
+
+    def _section(self) -> str:
+        # A chunk may straddle a heading; it belongs to the section most of its text is in.
+        weight: dict[str, int] = {}
+        for unit in self.units:
+            weight[unit.section] = weight.get(unit.section, 0) + max(unit.tokens, 1)
+        return max(weight, key=weight.get) if weight else self.section
 
     def add(self, unit: _Unit) -> None:
         if self.units and self.tokens + unit.tokens > self.limit:
@@ -189,12 +197,12 @@ def split_document(
             while headings and headings[-1][0] >= block.level:
                 headings.pop()
             headings.append((block.level, block.text))
-            if not packer.has_content():
-                packer.section = " > ".join(h for _, h in headings)
-            packer.units.append(_Unit(block.text, count(block.text), heading=True))
-            continue
-        if not packer.has_content():
             packer.section = " > ".join(h for _, h in headings)
+            packer.units.append(
+                _Unit(block.text, count(block.text), heading=True, section=packer.section)
+            )
+            continue
+        packer.section = " > ".join(h for _, h in headings)
         if block.kind == "table":
             packer.flush()
             packer.units = []
@@ -202,6 +210,7 @@ def split_document(
             continue
         for i, unit in enumerate(_units(block.text, chunk_tokens, count)):
             unit.starts_block = i == 0
+            unit.section = packer.section
             packer.add(unit)
     for unit in packer.units:
         # Whatever is left is the document's last words, even if a parser called them titles.

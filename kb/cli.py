@@ -139,7 +139,8 @@ class _IngestProgress:
             elapsed = max(time.perf_counter() - self.started, 1e-6)
             self.progress.update(self.task, chunks=self.chunks, rate=self.chunks / elapsed)
         elif event.kind == "file":
-            if event.status == "failed":
+            if event.status == "failed" and err.is_terminal:
+                # Shown as it happens on a terminal; otherwise listed once at the end.
                 self.progress.console.print(
                     f"[red]failed[/] {event.source}: {event.error}", highlight=False
                 )
@@ -474,3 +475,19 @@ def chat(collection: CollectionOpt = None) -> None:
         _render_sources(answer)
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": answer.answer}]
+
+
+# --- ui ----------------------------------------------------------------------------------
+
+
+@app.command()
+def ui(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default KB_UI_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default KB_UI_PORT).")] = None,
+) -> None:
+    """Start the web page where employees ask questions (Streamlit)."""
+    from ui.launch import launch
+
+    settings = _settings()
+    with _errors():
+        raise typer.Exit(launch(settings, host or settings.ui_host, port or settings.ui_port))

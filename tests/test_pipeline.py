@@ -1,0 +1,179 @@
+"""Incremental ingestion through the real pipeline: real files, real Chroma, real embeddings."""
+
+import shutil
+from collections import Counter
+
+import pytest
+
+from kb import services
+import tests_support
+
+
+def ingest(settings, *paths, prune=True, collection=None):
+    return services.ingest(settings, list(paths), collection=collection, prune=prune)
+
+
+def chunks_by_source(settings, collection="default") -> Counter:
+    store = services.store(settings)
+    return Counter(hit.source for hit in store.iter_chunks(collection))
+
+
+def top_source(settings, query: str) -> str:
+    return services.retriever(settings).search(query, 1).hits[0].source
+
+
+def assert_consistent(settings, collection="default"):
+    tests_support.assert_consistent(services.store(settings), collection)
+
+
+def test_first_run_indexes_every_format_and_each_is_searchable(settings, corpus, facts):
+    summary = ingest(settings, corpus)
+    assert summary.added == len(facts) and not summary.failed
+    assert summary.chunks == summary.embedded > 0
+    for name, fact in facts.items():
+        assert top_source(settings, fact) == name, name
+    assert_consistent(settings)
+
+
+def test_chunks_carry_source_page_section_and_position(settings, corpus, facts):
+    ingest(settings, corpus)
+    store = services.store(settings)
+    meta = {h.source: h.metadata for h in store.iter_chunks("default") if "06:45" in h.text}
+    pdf = meta["policy.pdf"]
+    assert pdf["page"] == 2 and pdf["section"].endswith("Parking") and pdf["title"] == "Facilities Policy"
+    assert pdf["file_hash"] and isinstance(pdf["position"], int)
+
+
+def test_rerun_on_unchanged_folder_touches_nothing(settings, corpus, facts):
+    ingest(settings, corpus)
+    again = ingest(settings, corpus)
+    assert again.unchanged == len(facts)
+    assert (again.added, again.updated, again.removed, again.embedded) == (0, 0, 0, 0)
+    assert_consistent(settings)
+
+
+def test_touched_but_identical_file_is_not_reembedded(settings, corpus):
+    ingest(settings, corpus)
+    path = corpus / "notes.md"
+    path.write_bytes(path.read_bytes())  # new mtime, same content
+    again = ingest(settings, corpus)
+    assert again.embedded == 0 and again.updated == 0
+
+
+def test_editing_one_file_reembeds_only_that_file(settings, corpus):
+    ingest(settings, corpus)
+    before = chunks_by_source(settings)
+    (corpus / "readme.txt").write_text(
+        "Printers\n\nThe printer on floor 3 was renamed Lovelace in March.\n", encoding="utf-8"
+    )
+    summary = ingest(settings, corpus)
+    after = chunks_by_source(settings)
+    assert summary.updated == 1 and summary.added == 0
+    assert summary.embedded == after["readme.txt"]
+    assert top_source(settings, "printer renamed Lovelace") == "readme.txt"
+    texts = [h.text for h in services.store(settings).iter_chunks("default")]
+    assert not any("Gutenberg" in t for t in texts), "the old version's chunks must be gone"
+    assert {k: v for k, v in after.items() if k != "readme.txt"} == {
+        k: v for k, v in before.items() if k != "readme.txt"
+    }
+    assert_consistent(settings)
+
+
+def test_deleted_file_is_removed_from_the_index(settings, corpus):
+    ingest(settings, corpus)
+    (corpus / "faq.html").unlink()
+    summary = ingest(settings, corpus)
+    assert summary.removed == 1
+    assert "faq.html" not in chunks_by_source(settings)
+    assert_consistent(settings)
+
+
+def test_no_prune_keeps_deleted_files(settings, corpus):
+    ingest(settings, corpus)
+    (corpus / "faq.html").unlink()
+    summary = ingest(settings, corpus, prune=False)
+    assert summary.removed == 0
+    assert "faq.html" in chunks_by_source(settings)
+
+
+def test_renamed_file_is_not_reembedded(settings, corpus, facts):
+    ingest(settings, corpus)
+    (corpus / "archive").mkdir()
+    shutil.move(corpus / "notes.md", corpus / "archive" / "ops-notes.md")
+    summary = ingest(settings, corpus)
+    assert summary.renamed == 1
+    assert summary.embedded == 0 and summary.removed == 0 and summary.added == 0
+    assert top_source(settings, facts["notes.md"]) == "archive/ops-notes.md"
+    assert "notes.md" not in chunks_by_source(settings)
+    assert_consistent(settings)
+
+
+def test_copied_file_reuses_vectors(settings, corpus):
+    ingest(settings, corpus)
+    shutil.copy(corpus / "guide.docx", corpus / "guide-copy.docx")
+    summary = ingest(settings, corpus)
+    assert summary.added == 1 and summary.embedded == 0
+    counts = chunks_by_source(settings)
+    assert counts["guide-copy.docx"] == counts["guide.docx"]
+
+
+def test_bad_files_fail_one_line_each_and_the_rest_is_indexed(settings, corpus, facts, bad_files):
+    folder, reasons = bad_files
+    for name in reasons:
+        shutil.copy(folder / name, corpus / name)
+    summary = ingest(settings, corpus)
+    failed = {f.path: f.error for f in summary.failed}
+    assert set(failed) == set(reasons)
+    for name, word in reasons.items():
+        assert word in failed[name].lower(), (name, failed[name])
+        assert "\n" not in failed[name]
+    assert summary.added == len(facts)
+    # Unchanged broken files are reported again without being parsed again.
+    again = ingest(settings, corpus)
+    assert {f.path for f in again.failed} == set(reasons)
+
+
+def test_oversized_file_is_refused(settings, corpus):
+    small = settings.model_copy(update={"max_file_mb": 0.001})
+    summary = ingest(small, corpus)
+    assert any("too large" in f.error for f in summary.failed)
+
+
+def test_collections_are_separate(settings, corpus, facts):
+    ingest(settings, corpus / "notes.md", collection="ops")
+    assert chunks_by_source(settings, "ops").keys() == {"notes.md"}
+    assert not services.store(settings).has_collection("default")
+
+
+def test_invalid_collection_name_is_a_clear_error(settings, corpus):
+    from kb.store import StoreError
+
+    with pytest.raises(StoreError, match="collection name"):
+        ingest(settings, corpus, collection="bad name!")
+
+
+def test_forget_removes_one_file(settings, corpus):
+    from ingest.pipeline import forget
+
+    ingest(settings, corpus)
+    removed = forget(services.store(settings), "default", "notes.md")
+    assert removed == ["notes.md"]
+    assert "notes.md" not in chunks_by_source(settings)
+    assert_consistent(settings)
+
+
+def test_changing_the_embedding_model_of_a_collection_is_refused(settings, corpus):
+    from kb.store import StoreError
+
+    ingest(settings, corpus / "notes.md")
+    other = settings.model_copy(update={"embed_model": "minilm"})
+    with pytest.raises(StoreError, match="built with embedding model"):
+        ingest(other, corpus / "readme.txt")
+
+
+def test_minilm_embeddings_also_work_end_to_end(settings, corpus, facts):
+    minilm = settings.model_copy(update={"embed_model": "minilm"})
+    summary = ingest(minilm, corpus / "notes.md", corpus / "faq.html", collection="en")
+    assert summary.added == 2
+    retriever = services.retriever(minilm, "en")
+    assert retriever.search("cafeteria ramen Thursday", 1).hits[0].source == "faq.html"

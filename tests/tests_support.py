@@ -1,0 +1,29 @@
+"""Assertions shared by several test modules."""
+
+from collections import Counter
+from pathlib import Path
+
+
+def assert_consistent(store, collection: str = "default") -> None:
+    """Chroma and the manifest agree: nothing half-written, no orphan or duplicate chunk."""
+    records = store.manifest.files(collection)
+    assert all(r.complete for r in records.values()), "a file is recorded as still in flight"
+    owned = [i for r in records.values() for i in r.chunk_ids]
+    assert len(owned) == len(set(owned)), "two files claim the same chunk"
+    hits = list(store.iter_chunks(collection))
+    present = {h.chunk_id for h in hits}
+    assert present == set(owned), "orphan chunks, or files whose chunks are missing"
+    positions = Counter((h.source, h.metadata["position"]) for h in hits)
+    assert max(positions.values(), default=1) == 1, "a chunk is stored twice"
+
+
+def assert_consistent_home(home: Path, expected_files: int) -> None:
+    from kb.config import Settings
+    from kb.store import Store
+
+    store = Store(Settings(home=home))
+    try:
+        assert_consistent(store)
+        assert len(store.manifest.files("default")) == expected_files
+    finally:
+        store.close()

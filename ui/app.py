@@ -1,0 +1,621 @@
+"""The kb web page: employees ask the knowledge base in a chat and add documents to it.
+
+Run with `kb ui` (see ui/launch.py). Streamlit re-runs this script on every interaction; the
+heavy parts (embedding model, chat model, Chroma) are built once per server process through
+`st.cache_resource` and kb.services, so a question never reloads a model. Generation is
+serialized by the chat model's lock; a session that finds the model busy says it is queued.
+
+The functions above `main()` hold no page state, so tests call them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import os
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ingest.discover import SUPPORTED
+from kb import prompts, services
+from kb.chain import Answer, QuestionTooLong, Source
+from kb.config import Settings, get_settings
+from kb.models.bundled import ModelError
+from kb.status import knowledge_base_status
+from kb.store import StoreError
+from ui.i18n import LANGUAGES, pick_language, t
+
+log = logging.getLogger("kb.ui")
+
+# Failures a user can act on: shown as their own one-line message.
+EXPECTED_ERRORS = (StoreError, ModelError, QuestionTooLong, ValueError, FileNotFoundError)
+
+CSS_PATH = Path(__file__).with_name("style.css")
+HISTORY_TURNS = 6  # the chain trims by tokens too; this just bounds what we hand it
+NEAREST_SHOWN = 3
+
+# Letters and digits (ASCII), CJK ideographs, kana and hangul, and . _ - survive in file names.
+_UNSAFE_CHARS = re.compile(
+    r"[^0-9A-Za-z\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af._-]"
+)
+_MAX_STEM = 100
+# Characters that format anywhere; list markers ("1.", "-", "+") only format at a line's start.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#|<>$~])")
+_MARKDOWN_LINE_START = re.compile(r"^(\s*(?:\d+)?)([.)\-+=])", re.MULTILINE)
+
+
+# --- text helpers ----------------------------------------------------------------------------
+
+
+def escape_markdown(text: str) -> str:
+    """Text shown literally by st.markdown: no formatting, links, HTML or LaTeX from a document."""
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return _MARKDOWN_LINE_START.sub(r"\1\\\2", text)
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """An exception as one short line (messages may span lines; a traceback never shows)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _quote_span(snippet: str, quote: str) -> tuple[int, int] | None:
+    """Where `quote` sits in `snippet`, including a quote the snippet's "…" cut short."""
+    if not quote:
+        return None
+    start = snippet.find(quote)
+    if start >= 0:
+        return start, start + len(quote)
+    body = snippet[:-1] if snippet.endswith("…") else snippet
+    head = quote[: min(len(quote), 24)]
+    start = body.find(head)
+    if start >= 0 and quote.startswith(body[start:]):
+        return start, len(body)
+    return None
+
+
+def highlight(snippet: str, quotes: Sequence[str]) -> str:
+    """The snippet as HTML, every quoted evidence sentence in it wrapped in <mark>."""
+    snippet = _squash(snippet)
+    spans = sorted(s for q in quotes if (s := _quote_span(snippet, _squash(q))) is not None)
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    out, cursor = [], 0
+    for start, end in merged:
+        out.append(html.escape(snippet[cursor:start]))
+        out.append(f"<mark>{html.escape(snippet[start:end])}</mark>")
+        cursor = end
+    out.append(html.escape(snippet[cursor:]))
+    return "".join(out)
+
+
+def quotes_for(source: Source, evidence: Sequence[dict[str, Any]]) -> list[str]:
+    """The evidence sentences quoted from `source` (by citation number, else by file and page)."""
+    quotes = []
+    for item in evidence:
+        same_number = item.get("n") is not None and item.get("n") == source.n
+        same_place = item.get("n") is None and (item.get("source"), item.get("page")) == (
+            source.source, source.page)
+        if same_number or same_place:
+            quotes.append(str(item.get("text", "")))
+    return quotes
+
+
+def history_for_chain(turns: Sequence[Turn]) -> list[dict[str, str]]:
+    """The conversation as the chain wants it; failed turns are left out."""
+    history: list[dict[str, str]] = []
+    for turn in turns[-HISTORY_TURNS:]:
+        if turn.answer is not None:
+            history.append({"role": "user", "content": turn.question})
+            history.append({"role": "assistant", "content": turn.answer.answer})
+    return history
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+
+class UnsafeName(ValueError):
+    """An uploaded file's name leaves nothing usable once sanitized."""
+
+
+def safe_filename(name: str) -> str:
+    """A file name safe to create in the uploads folder, whatever the browser sent.
+
+    Only the last path component is kept (either slash), characters outside letters, digits,
+    CJK and `._-` become `_`, and leading dots go (no hidden or `..` names).
+    """
+    base = re.split(r"[\\/]", unicodedata.normalize("NFC", name or ""))[-1]
+    base = _UNSAFE_CHARS.sub("_", base)
+    base = re.sub(r"_{2,}", "_", base).lstrip(".").strip()
+    if not base.strip("._-"):
+        raise UnsafeName(f"unusable file name {name!r}")
+    stem, dot, suffix = base.rpartition(".")
+    if not dot:
+        stem, suffix = base, ""
+    if not stem.strip("._-"):
+        raise UnsafeName(f"unusable file name {name!r}")
+    stem = stem[:_MAX_STEM]
+    return f"{stem}.{suffix}" if dot else stem
+
+
+def _same_content(path: Path, digest: str) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest() == digest
+    except OSError:
+        return False
+
+
+def store_upload(folder: Path, name: str, data: bytes) -> Path:
+    """Save an upload under `folder` with a safe name; never overwrite another file.
+
+    The same content under the same name reuses the stored file. A different file with that
+    name gets a short content-hash suffix. Files are created atomically (hard link from a hidden
+    temporary), so two people uploading the same name at once cannot clobber each other.
+    """
+    safe = safe_filename(name)
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(data).hexdigest()
+    stem, dot, suffix = safe.rpartition(".")
+    if not dot:
+        stem, suffix = safe, ""
+    ext = f".{suffix}" if suffix else ""
+    candidates = [safe, f"{stem}-{digest[:8]}{ext}", f"{stem}-{digest[:16]}{ext}"]
+    temporary = folder / f".upload-{uuid.uuid4().hex}.partial"
+    with temporary.open("xb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        for candidate in candidates:
+            target = folder / candidate
+            if target.resolve().parent != folder:  # cannot happen after sanitizing; stay sure
+                raise UnsafeName(f"unusable file name {name!r}")
+            try:
+                os.link(temporary, target)
+                return target
+            except FileExistsError:
+                if _same_content(target, digest):
+                    return target
+        raise UnsafeName(f"too many different files named {safe!r}")
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+@dataclass
+class FileResult:
+    name: str  # as the user uploaded it
+    stored: str = ""  # the name in the uploads folder ("" when not stored)
+    status: str = ""  # added | updated | renamed | unchanged | failed
+    chunks: int = 0
+    error: str = ""
+
+
+@dataclass
+class UploadReport:
+    files: list[FileResult] = field(default_factory=list)
+    summary: Any = None  # ingest.pipeline.IngestSummary, when ingestion ran
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+
+def handle_uploads(
+    settings: Settings,
+    files: Sequence[tuple[str, bytes]],
+    collection: str | None = None,
+    lang: str = "en",
+    progress: Callable[[Any], None] | None = None,
+) -> UploadReport:
+    """Store uploaded (name, bytes) pairs safely under the uploads folder and ingest them."""
+    report = UploadReport()
+    stored: dict[str, FileResult] = {}
+    paths: list[Path] = []
+    supported = ", ".join(sorted({ext.lstrip(".") for ext in SUPPORTED}))
+    for name, data in files:
+        result = FileResult(name=name)
+        report.files.append(result)
+        suffix = Path(name.replace("\\", "/")).suffix.lower()
+        if suffix not in SUPPORTED:
+            result.status, result.error = "failed", t(
+                lang, "unsupported_type", ext=suffix or "—", supported=supported)
+            continue
+        try:
+            path = store_upload(settings.uploads_dir, name, data)
+        except UnsafeName:
+            result.status, result.error = "failed", t(lang, "unsafe_name")
+            continue
+        result.stored = path.name
+        if path.name in stored:  # the same file twice in one upload
+            result.status = "unchanged"
+            continue
+        stored[path.name] = result
+        paths.append(path)
+    if not paths:
+        return report
+
+    def on_event(event: Any) -> None:
+        if event.kind == "file" and event.source in stored:
+            item = stored[event.source]
+            item.status, item.chunks, item.error = event.status, event.chunks, event.error
+        if progress is not None:
+            progress(event)
+
+    report.summary = services.ingest(
+        settings, paths, collection=collection, prune=False, progress=on_event
+    )
+    for failure in report.summary.failed:
+        item = stored.get(Path(failure.path).name)
+        if item is not None:
+            item.status, item.error = "failed", failure.error
+    for item in stored.values():
+        if not item.status:  # ingestion reports no event for files it already holds
+            item.status = "unchanged"
+    return report
+
+
+# --- knowledge base access (cached per server process) ---------------------------------------
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _cached_chain(settings_key: str, collection: str, _settings: Settings) -> Any:
+    # Keyed by every setting, so tests or a changed .env never get a chain for other settings.
+    return services.answer_chain(_settings, collection)
+
+
+def answer_chain(settings: Settings, collection: str) -> Any:
+    """The shared answering chain; models load on the first call in this process only."""
+    return _cached_chain(settings.model_dump_json(), collection, settings)
+
+
+@st.cache_data(show_spinner=False, ttl=20, max_entries=32)
+def _cached_status(settings_key: str, _settings: Settings) -> dict[str, Any]:
+    return knowledge_base_status(_settings, services.store(_settings))
+
+
+def kb_status(settings: Settings) -> dict[str, Any]:
+    return _cached_status(settings.model_dump_json(), settings)
+
+
+# --- page state ------------------------------------------------------------------------------
+
+
+@dataclass
+class Turn:
+    question: str
+    answer: Answer | None = None
+    error: str = ""
+    waited_s: float = 0.0  # time spent queued behind another user's question
+
+
+def _turns() -> list[Turn]:
+    return st.session_state.setdefault("turns", [])
+
+
+def _browser_language_hints() -> tuple[str | None, str | None]:
+    locale = accept = None
+    try:
+        locale = st.context.locale
+    except Exception:  # noqa: BLE001 - no browser (tests, bare mode): fall back to English
+        locale = None
+    try:
+        accept = st.context.headers.get("Accept-Language")
+    except Exception:  # noqa: BLE001 - same
+        accept = None
+    return locale, accept
+
+
+def _language(settings: Settings) -> str:
+    if "ui_lang" not in st.session_state:
+        st.session_state["ui_lang"] = pick_language(settings.language, *_browser_language_hints())
+    return st.session_state["ui_lang"]
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _where(source: Source, lang: str) -> str:
+    parts = [source.source]
+    if source.page:
+        parts.append(t(lang, "page", page=source.page))
+    if source.section and source.section != source.title:
+        section = source.section
+        parts.append(section if len(section) <= 80 else "…" + section[-79:])
+    return " · ".join(parts)
+
+
+def _source_cards(sources: Sequence[Source], evidence: Sequence[dict], lang: str) -> None:
+    for source in sources:
+        label = f"[{source.n}] {_where(source, lang)}"
+        with st.expander(escape_markdown(label), expanded=False):
+            if source.title:
+                st.markdown(f"**{escape_markdown(source.title)}**")
+            snippet = highlight(source.snippet, quotes_for(source, evidence))
+            st.html(f'<div class="kb-snippet">{snippet}</div>')
+            st.caption(t(lang, "relevance", score=source.score))
+
+
+def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = None) -> None:
+    """One final answer: text (or refusal), then its source cards."""
+    if answer.refused:
+        st.warning(answer.answer, icon="⚠️")
+        if answer.refusal_reason == "unsupported" and answer.evidence:
+            st.caption(prompts.UNSUPPORTED[answer.language])
+            for quote in answer.evidence:
+                where = escape_markdown(str(quote.get("source", "")))
+                st.markdown(f"> {escape_markdown(quote['text'])} — *{where}*")
+        if answer.also_retrieved:
+            with st.container(key=f"sources-{index}"):
+                st.caption(prompts.NEAREST[answer.language])
+                _source_cards(answer.also_retrieved[:NEAREST_SHOWN], answer.evidence, lang)
+    else:
+        st.markdown(escape_markdown(answer.answer))
+        with st.container(key=f"sources-{index}"):
+            st.caption(t(lang, "sources"))
+            _source_cards(answer.sources, answer.evidence, lang)
+    notes = []
+    if answer.standalone_question and _squash(answer.standalone_question) != _squash(
+        answer.question
+    ):
+        notes.append(t(lang, "understood_as", question=answer.standalone_question))
+    total = answer.timings.get("total_ms") if answer.timings else None
+    if total:
+        notes.append(t(lang, "answered_in", seconds=float(total) / 1000))
+    if turn is not None and turn.waited_s >= 0.5:
+        notes.append(t(lang, "waited", seconds=turn.waited_s))
+    if notes:
+        st.caption(escape_markdown(" · ".join(notes)))
+
+
+def _render_turn(turn: Turn, lang: str, index: int) -> None:
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(turn.question))
+    with st.chat_message("assistant"), st.container(key=f"answer-{index}"):
+        if turn.answer is not None:
+            render_answer(turn.answer, lang, index, turn)
+        else:
+            st.error(turn.error)
+
+
+def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
+    """Answer `question` live: queued notice, streamed tokens, then the final answer."""
+    turns = _turns()
+    index = len(turns)
+    turn = Turn(question=question)
+    with st.chat_message("user"):
+        st.markdown(escape_markdown(question))
+    with st.chat_message("assistant"):
+        status = st.empty()
+        with st.container(key=f"answer-{index}"):
+            body = st.empty()
+        status.caption(t(lang, "thinking"))
+        try:
+            chain = answer_chain(settings, collection)
+            queued_at = time.perf_counter() if chain.model.busy else None
+            if queued_at is not None:
+                status.info(t(lang, "queued"), icon="⏳")
+            text = ""
+            final: Answer | None = None
+            events = chain.stream(question, history_for_chain(turns))
+            try:
+                for event in events:
+                    if queued_at is not None:
+                        turn.waited_s = time.perf_counter() - queued_at
+                        queued_at = None
+                    status.empty()
+                    if event["type"] == "token":
+                        text += event["text"]
+                        body.markdown(escape_markdown(text) + " ▌")
+                    elif event["type"] == "final":
+                        final = event["answer"]
+            finally:
+                # Closing the generator releases the model lock even if the user interrupts.
+                events.close()
+            if final is None:
+                raise RuntimeError("the answer ended without a result")
+            turn.answer = final
+        except EXPECTED_ERRORS as exc:
+            turn.error = t(lang, "error", message=one_line(exc))
+        except Exception as exc:  # a bug: one line here, the traceback in the server log
+            log.exception("answering %r failed", question)
+            turn.error = t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc))
+        status.empty()
+        # The final text can differ from the streamed one (a refusal replaces a guess).
+        with body.container():
+            if turn.answer is not None:
+                render_answer(turn.answer, lang, index, turn)
+            else:
+                st.error(turn.error)
+    turns.append(turn)
+
+
+class _UploadProgress:
+    """Shows pipeline events as a progress bar and one line per file in an st.status box."""
+
+    def __init__(self, lang: str, count: int) -> None:
+        self.lang = lang
+        self.total = max(1, count)
+        self.done = 0
+        self.box = st.status(t(lang, "upload_progress", n=count), expanded=True)
+        with self.box:
+            self.bar = st.progress(0.0)
+
+    def __call__(self, event: Any) -> None:
+        if event.kind == "planned" and event.total_files:
+            self.total = max(self.total, event.total_files)
+        elif event.kind == "file":
+            self.done += 1
+            self.bar.progress(min(1.0, self.done / self.total),
+                              text=t(self.lang, "upload_running", source=event.source))
+            with self.box:
+                if event.status == "failed":
+                    st.write(t(self.lang, "upload_file_failed", source=event.source,
+                               error=event.error))
+                else:
+                    st.write(t(self.lang, "upload_file_ok", source=event.source,
+                               status=t(self.lang, f"status_{event.status}")
+                               if event.status in ("added", "updated", "renamed")
+                               else event.status, chunks=event.chunks))
+        elif event.kind == "done":
+            self.bar.progress(1.0)
+
+
+def _render_upload_report(report: UploadReport, lang: str) -> None:
+    summary = report.summary
+    if summary is not None:
+        st.success(t(lang, "upload_done", added=summary.added + summary.renamed,
+                     updated=summary.updated, unchanged=summary.unchanged,
+                     failed=len(report.failed), seconds=summary.seconds))
+    for item in report.files:
+        name = item.name if item.stored in ("", item.name) else (
+            f"{item.name} ({t(lang, 'stored_as', name=item.stored)})")
+        if item.status == "failed":
+            continue
+        if item.status == "unchanged":
+            st.caption(escape_markdown(t(lang, "upload_file_unchanged", source=name)))
+        else:
+            status = t(lang, f"status_{item.status}") if item.status in (
+                "added", "updated", "renamed") else item.status
+            st.caption(escape_markdown(
+                t(lang, "upload_file_ok", source=name, status=status, chunks=item.chunks)))
+    if report.failed:
+        lines = "\n".join(
+            f"- {escape_markdown(item.name)}: {escape_markdown(item.error)}"
+            for item in report.failed)
+        st.error(f"{t(lang, 'upload_failed_title')}\n\n{lines}")
+
+
+def _sidebar(settings: Settings) -> tuple[str, str]:
+    """Language, conversation, collection, status and uploads; returns (language, collection)."""
+    with st.sidebar:
+        lang = st.selectbox(
+            t(_language(settings), "language"), list(LANGUAGES), key="ui_lang",
+            format_func=LANGUAGES.get,
+        )
+        if st.button(t(lang, "new_conversation"), key="new_conversation", icon="🗨️",
+                     width="stretch"):
+            st.session_state["turns"] = []
+        try:
+            status = kb_status(settings)
+        except EXPECTED_ERRORS as exc:
+            st.error(t(lang, "error", message=one_line(exc)))
+            status = {"collections": [], "models": {"embedding": settings.embed_model,
+                                                    "llm": settings.llm_model}}
+        except Exception as exc:
+            log.exception("status failed")
+            st.error(t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc)))
+            status = {"collections": [], "models": {"embedding": settings.embed_model,
+                                                    "llm": settings.llm_model}}
+        by_name = {c["name"]: c for c in status["collections"]}
+        names = sorted(set(by_name) | {settings.collection})
+        if st.session_state.get("collection") not in names:
+            st.session_state["collection"] = settings.collection
+        collection = st.selectbox(t(lang, "collection"), names, key="collection")
+
+        st.subheader(t(lang, "status"))
+        info = by_name.get(collection)
+        if info and info.get("chunks"):
+            left, right = st.columns(2)
+            left.metric(t(lang, "files"), info["files"])
+            right.metric(t(lang, "chunks"), info["chunks"])
+            last = info.get("last_ingestion")
+            if last and last.get("finished_at"):
+                when = datetime.fromtimestamp(float(last["finished_at"])).strftime(
+                    "%Y-%m-%d %H:%M")
+                st.caption(t(lang, "last_ingestion", when=when))
+            else:
+                st.caption(t(lang, "never_ingested"))
+        else:
+            st.info(t(lang, "empty_collection"))
+        st.caption(escape_markdown(t(lang, "models") + ": "
+                                   + t(lang, "embedding_model", name=status["models"]["embedding"])
+                                   + " · " + t(lang, "answer_model",
+                                               name=status["models"]["llm"])))
+
+        st.subheader(t(lang, "upload"))
+        generation = st.session_state.setdefault("uploader_generation", 0)
+        uploads = st.file_uploader(
+            t(lang, "upload_label"), accept_multiple_files=True,
+            type=sorted({ext.lstrip(".") for ext in SUPPORTED}),
+            key=f"uploader-{generation}",
+        )
+        if st.button(t(lang, "upload_button"), key="upload_button", disabled=not uploads,
+                     width="stretch"):
+            files = [(f.name, f.getvalue()) for f in uploads or []]
+            progress = _UploadProgress(lang, len(files))
+            try:
+                report = handle_uploads(settings, files, collection, lang, progress)
+            except EXPECTED_ERRORS as exc:
+                progress.box.update(state="error", expanded=False)
+                st.error(t(lang, "error", message=one_line(exc)))
+            except Exception as exc:
+                log.exception("upload failed")
+                progress.box.update(state="error", expanded=False)
+                st.error(t(lang, "internal_error", kind=type(exc).__name__,
+                           message=one_line(exc)))
+            else:
+                progress.box.update(label=t(lang, "upload_complete"),
+                                    state="error" if report.failed else "complete",
+                                    expanded=False)
+                st.session_state["upload_report"] = report
+                # A fresh uploader key empties the box; the status must show the new files.
+                st.session_state["uploader_generation"] = generation + 1
+                _cached_status.clear()
+                st.rerun()
+        report = st.session_state.get("upload_report")
+        if report is not None:
+            _render_upload_report(report, lang)
+    return lang, collection
+
+
+def _warm_up(settings: Settings, collection: str) -> None:
+    """Load the models after the page is drawn, so the first question does not wait for them."""
+    try:
+        answer_chain(settings, collection)
+    except Exception:  # asking will report the same problem as a one-line error
+        log.debug("warm-up failed", exc_info=True)
+
+
+def main() -> None:
+    settings = get_settings()
+    lang = _language(settings)
+    st.set_page_config(page_title=t(lang, "page_title"), page_icon="📚", layout="centered",
+                       initial_sidebar_state="expanded")
+    if CSS_PATH.is_file():
+        st.html(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>")
+    lang, collection = _sidebar(settings)
+    st.title(t(lang, "title"))
+    st.caption(t(lang, "subtitle"))
+    turns = _turns()
+    if not turns:
+        st.markdown(t(lang, "welcome"))
+    for index, turn in enumerate(turns):
+        _render_turn(turn, lang, index)
+    question = st.chat_input(t(lang, "chat_placeholder"), key="question")
+    if question and question.strip():
+        _ask(settings, collection, lang, question.strip())
+    _warm_up(settings, collection)
+
+
+if __name__ == "__main__":
+    main()
