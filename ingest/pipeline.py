@@ -450,6 +450,7 @@ class Pipeline:
                     raise LoadError("no text found in the file")
                 out.put((work, doc, chunks, None))
             except LoadError as exc:
+                log.debug("cannot load %s", work.found.path, exc_info=True)
                 out.put((work, None, None, str(exc)))
             except Exception as exc:
                 log.debug("failed to parse %s", work.found.path, exc_info=True)
