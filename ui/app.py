@@ -338,8 +338,10 @@ def _where(source: Source, lang: str) -> str:
     parts = [source.source]
     if source.page:
         parts.append(t(lang, "page", page=source.page))
-    if source.section and source.section != source.title:
-        section = source.section
+    section = source.section
+    if source.title and section.startswith(source.title + " > "):
+        section = section[len(source.title) + 3:]
+    if section and section != source.title:
         parts.append(section if len(section) <= 80 else "…" + section[-79:])
     return " · ".join(parts)
 
@@ -358,7 +360,7 @@ def _source_cards(sources: Sequence[Source], evidence: Sequence[dict], lang: str
 def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = None) -> None:
     """One final answer: text (or refusal), then its source cards."""
     if answer.refused:
-        st.warning(answer.answer, icon="⚠️")
+        st.warning(answer.answer, icon=":material/report:")
         if answer.refusal_reason == "unsupported" and answer.evidence:
             st.caption(prompts.UNSUPPORTED[answer.language])
             for quote in answer.evidence:
@@ -413,16 +415,18 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
             chain = answer_chain(settings, collection)
             queued_at = time.perf_counter() if chain.model.busy else None
             if queued_at is not None:
-                status.info(t(lang, "queued"), icon="⏳")
+                status.info(t(lang, "queued"), icon=":material/hourglass_top:")
             text = ""
             final: Answer | None = None
             events = chain.stream(question, history_for_chain(turns))
+            waiting = True
             try:
                 for event in events:
-                    if queued_at is not None:
-                        turn.waited_s = time.perf_counter() - queued_at
-                        queued_at = None
-                    status.empty()
+                    if waiting:  # generation has started: drop the queued/searching notice
+                        waiting = False
+                        status.empty()
+                        if queued_at is not None:
+                            turn.waited_s = time.perf_counter() - queued_at
                     if event["type"] == "token":
                         text += event["text"]
                         body.markdown(escape_markdown(text) + " ▌")
@@ -512,8 +516,8 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             t(_language(settings), "language"), list(LANGUAGES), key="ui_lang",
             format_func=LANGUAGES.get,
         )
-        if st.button(t(lang, "new_conversation"), key="new_conversation", icon="🗨️",
-                     width="stretch"):
+        if st.button(t(lang, "new_conversation"), key="new_conversation",
+                     icon=":material/add_comment:", width="stretch"):
             st.session_state["turns"] = []
         try:
             status = kb_status(settings)
@@ -597,9 +601,20 @@ def _warm_up(settings: Settings, collection: str) -> None:
 
 
 def main() -> None:
+    try:
+        _page()
+    except Exception as exc:  # a bug outside the guarded flows: still one line, never a traceback
+        log.exception("the page failed")
+        st.error(t(st.session_state.get("ui_lang", "en"), "internal_error",
+                   kind=type(exc).__name__, message=one_line(exc)))
+
+
+def _page() -> None:
     settings = get_settings()
     lang = _language(settings)
-    st.set_page_config(page_title=t(lang, "page_title"), page_icon="📚", layout="centered",
+    # An emoji favicon becomes a data: URL; a :material: one would be fetched from Google.
+    st.set_page_config(page_title=t(lang, "page_title"), page_icon="📚",
+                       layout="centered",
                        initial_sidebar_state="expanded")
     if CSS_PATH.is_file():
         st.html(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>")
@@ -607,12 +622,14 @@ def main() -> None:
     st.title(t(lang, "title"))
     st.caption(t(lang, "subtitle"))
     turns = _turns()
+    welcome = st.empty()
     if not turns:
-        st.markdown(t(lang, "welcome"))
+        welcome.markdown(t(lang, "welcome"))
     for index, turn in enumerate(turns):
         _render_turn(turn, lang, index)
     question = st.chat_input(t(lang, "chat_placeholder"), key="question")
     if question and question.strip():
+        welcome.empty()
         _ask(settings, collection, lang, question.strip())
     _warm_up(settings, collection)
 

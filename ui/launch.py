@@ -74,6 +74,13 @@ def launch(settings: Settings, host: str, port: int) -> int:
     if host in ("0.0.0.0", "::"):
         print("kb: listening on every network interface of this machine", flush=True)
     process = subprocess.Popen(command, env=child_environment(settings, host, port))
+
+    def forward(signum: int, _frame: object) -> None:
+        # `kill <pid of kb>` (a service manager, make) must stop the server, not orphan it.
+        if process.poll() is None:
+            process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -83,3 +90,6 @@ def launch(settings: Settings, host: str, port: int) -> int:
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGTERM)
             return process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -9,13 +9,16 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ingest.discover import SUPPORTED
 from kb import prompts, services
 from kb.config import Settings, get_settings
 from ui import app as page
 from ui.i18n import TEXTS, pick_language
 from ui.launch import child_environment, display_url, streamlit_command
 
-APP = Path(__file__).resolve().parents[2] / "ui" / "app.py"
+ROOT = Path(__file__).resolve().parents[2]
+APP = ROOT / "ui" / "app.py"
+SAMPLES = ROOT / "data" / "samples"
 # The first run loads both models; later runs reuse them.
 TIMEOUT = 300
 
@@ -62,7 +65,8 @@ def test_page_shows_status_models_and_collection() -> None:
     at = open_page()
     assert at.title[0].value == TEXTS["en"]["title"]
     metrics = {m.label: m.value for m in at.sidebar.metric}
-    assert metrics["Files"] == "13"
+    samples = [p for p in SAMPLES.rglob("*") if p.suffix.lower() in SUPPORTED]
+    assert metrics["Files"] == str(len(samples))
     assert int(metrics["Chunks"]) > 0
     sidebar = "\n".join(c.value for c in at.sidebar.caption)
     assert "Last ingestion:" in sidebar
@@ -185,6 +189,16 @@ def test_model_error_is_a_one_line_error(tmp_path, monkeypatch) -> None:
     _assert_one_line_error(at, "Error:", "GGUF")
     # The page keeps working: the failed turn stays visible and is not sent as history.
     assert page.history_for_chain(at.session_state["turns"]) == []
+
+
+def test_invalid_settings_are_a_one_line_error(monkeypatch) -> None:
+    monkeypatch.setenv("KB_LANGUAGE", "klingon")
+    get_settings.cache_clear()
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "\n" not in errors[0] and "language" in errors[0], errors
 
 
 # --- language --------------------------------------------------------------------------------
