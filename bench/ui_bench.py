@@ -37,8 +37,13 @@ RESULTS = ROOT / "bench" / "results"
 KB_BIN = Path(sys.executable).parent / "kb"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 WARM_UP_QUESTION = "What is the IT helpdesk phone extension?"
 QUESTIONS = [
@@ -127,8 +132,10 @@ def _machine() -> str:
 
 
 def _summary(values: list[float]) -> dict[str, Any]:
-    return {"median_ms": round(statistics.median(values), 1),
-            "values_ms": [round(v, 1) for v in values]}
+    return {
+        "median_ms": round(statistics.median(values), 1),
+        "values_ms": [round(v, 1) for v in values],
+    }
 
 
 def _load_page(browser: Any, url: str) -> tuple[float, Any, Any]:
@@ -165,16 +172,28 @@ def run() -> dict[str, Any]:
     load_before = os.getloadavg()[0]
     env = _environment()
     WORK.mkdir(parents=True, exist_ok=True)
-    ingest = subprocess.run([str(KB_BIN), "ingest", str(SAMPLES), "--json"], env=env,
-                            cwd=WORK, capture_output=True, text=True, timeout=900)
+    ingest = subprocess.run(
+        [str(KB_BIN), "ingest", str(SAMPLES), "--json"],
+        env=env,
+        cwd=WORK,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if ingest.returncode != 0:
         raise SystemExit(f"ingestion failed: {ingest.stderr[-1000:]}")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = (WORK / "server.log").open("w")
     started = time.perf_counter()
-    server = subprocess.Popen([str(KB_BIN), "ui", "--port", str(port)], env=env, cwd=WORK,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        [str(KB_BIN), "ui", "--port", str(port)],
+        env=env,
+        cwd=WORK,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         _wait_for_http(f"{url}/_stcore/health", server)
         server_start_ms = (time.perf_counter() - started) * 1000
@@ -207,8 +226,10 @@ def run() -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
         "note": "shared machine: other jobs may run at the same time, expect noise",
-        "load_average_1min": {"before": round(load_before, 2),
-                              "after": round(os.getloadavg()[0], 2)},
+        "load_average_1min": {
+            "before": round(load_before, 2),
+            "after": round(os.getloadavg()[0], 2),
+        },
         "chat_model": settings.llm_model,
         "embedding_model": settings.embed_model,
         "streamlit": version("streamlit"),
@@ -251,11 +272,14 @@ def markdown(result: dict[str, Any]) -> str:
         "| measure | median | values |",
         "| --- | --- | --- |",
         f"| page load (→ chat input visible) | {seconds(load['median_ms'])} | "
-        + ", ".join(seconds(v) for v in load["values_ms"]) + " |",
+        + ", ".join(seconds(v) for v in load["values_ms"])
+        + " |",
         f"| click ask → first streamed word | {seconds(first['median_ms'])} | "
-        + ", ".join(seconds(v) for v in first["values_ms"]) + " |",
+        + ", ".join(seconds(v) for v in first["values_ms"])
+        + " |",
         f"| click ask → full answer + sources | {seconds(complete['median_ms'])} | "
-        + ", ".join(seconds(v) for v in complete["values_ms"]) + " |",
+        + ", ".join(seconds(v) for v in complete["values_ms"])
+        + " |",
         "",
         f"First page load after the server started: {seconds(load['first_after_server_start_ms'])}"
         f" (server up in {seconds(result['server_start_ms'])}). The untimed warm-up question "
@@ -267,16 +291,19 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for item in result["questions"]:
         answer = item["answer"].replace("|", "\\|")
-        lines.append(f"| {item['question']} | {seconds(item['first_word_ms'])} | "
-                     f"{seconds(item['answer_complete_ms'])} | {answer} |")
+        lines.append(
+            f"| {item['question']} | {seconds(item['first_word_ms'])} | "
+            f"{seconds(item['answer_complete_ms'])} | {answer} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     result = run()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "ui.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n",
-                                     encoding="utf-8")
+    (RESULTS / "ui.json").write_text(
+        json.dumps(result, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
     (RESULTS / "ui.md").write_text(markdown(result), encoding="utf-8")
     print(markdown(result))
 

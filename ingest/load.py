@@ -163,16 +163,21 @@ def _drop_running_lines(pages: list[list[tuple[str, float]]]) -> list[list[tuple
             seen[text] = seen.get(text, 0) + 1
     running = {k for k, n in seen.items() if k and n >= max(3, len(pages) // 2)}
     return [
-        [(t, s) for i, (t, s) in enumerate(lines)
-         if not ((i < 2 or i >= len(lines) - 2) and key(t) in running)]
+        [
+            (t, s)
+            for i, (t, s) in enumerate(lines)
+            if not ((i < 2 or i >= len(lines) - 2) and key(t) in running)
+        ]
         for lines in pages
     ]
 
 
 def _is_heading_text(text: str) -> bool:
     text = text.strip()
-    return 2 <= len(text) <= 80 and not text.replace(".", "").isdigit() and any(
-        c.isalpha() for c in text
+    return (
+        2 <= len(text) <= 80
+        and not text.replace(".", "").isdigit()
+        and any(c.isalpha() for c in text)
     )
 
 

@@ -41,6 +41,11 @@ MAX_NOT_FOUND_PROB = 0.5  # the model's first-step probability of its not-found 
 MIN_SUPPORT = 0.5  # share of the answer's terms and numbers present in the evidence
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
+SYNTHESIS = re.compile(
+    r"\b(compare|comparison|summari[sz]e|summary|differences?|both|overall)\b|"
+    r"总结|概括|比较|对比|区别|异同|分别",
+    re.IGNORECASE,
+)
 
 
 class QuestionTooLong(ValueError):
@@ -59,8 +64,13 @@ class Source:
     score: float
 
     def public(self) -> dict[str, Any]:
-        return {"n": self.n, "source": self.source, "page": self.page, "title": self.title,
-                "snippet": self.snippet}
+        return {
+            "n": self.n,
+            "source": self.source,
+            "page": self.page,
+            "title": self.title,
+            "snippet": self.snippet,
+        }
 
 
 @dataclass
@@ -138,8 +148,11 @@ class AnswerChain:
 
     def stream(self, question: str, history: Sequence[dict] | None = None) -> Iterator[dict]:
         """Events: {"type": "token", "text"} while generating, then {"type": "final", "answer"}."""
-        state = {"question": question, "history": list(history or []),
-                 "started": time.perf_counter()}
+        state = {
+            "question": question,
+            "history": list(history or []),
+            "started": time.perf_counter(),
+        }
         yield from self.runnable.stream(state)
 
     def invoke(self, question: str, history: Sequence[dict] | None = None) -> Answer:
@@ -181,8 +194,9 @@ class AnswerChain:
         lines = [f"{names.get(t['role'], t['role'])}: {t['content']}" for t in history]
         messages = [
             SystemMessage(prompts.CONDENSE_SYSTEM[language]),
-            HumanMessage(prompts.CONDENSE_USER[language].format(
-                history="\n".join(lines), question=question)),
+            HumanMessage(
+                prompts.CONDENSE_USER[language].format(history="\n".join(lines), question=question)
+            ),
         ]
         with self.model.turn():
             rewritten = "".join(self.model.stream(messages, max_tokens=64, stop=["\n"])).strip()
@@ -199,7 +213,7 @@ class AnswerChain:
         state["retrieve_ms"] = result.retrieve_ms
         return state
 
-    def _budget(self, state: dict) -> int:
+    def _budget(self, state: dict, cap: bool = True) -> int:
         language = state["language"]
         fixed = (
             self.model.count_tokens(prompts.SYSTEM[language])
@@ -213,7 +227,7 @@ class AnswerChain:
                 f"the question is too long for the model's context ({self.model.context_window} "
                 "tokens): shorten it, or raise KB_LLM_CTX"
             )
-        return min(self.settings.context_tokens, room)
+        return min(self.settings.context_tokens, room) if cap else room
 
     def _prepare(self, state: dict) -> dict:
         language = state["language"]
@@ -225,10 +239,14 @@ class AnswerChain:
         if not hits or hits[0].score < self.min_relevance:
             state["refusal"] = "no_relevant_documents"
             return state
+        sentences = self.settings.evidence_sentences
+        if SYNTHESIS.search(state["standalone"]):
+            # Comparing or summarising needs facts from several places: twice the evidence.
+            sentences, budget = 2 * sentences, min(2 * budget, self._budget(state, cap=False))
         evidence = select_evidence(
-            state["standalone"], hits, budget, self.model.count_tokens,
-            max_sentences=self.settings.evidence_sentences,
+            state["standalone"], hits, budget, self.model.count_tokens, max_sentences=sentences
         )
+
         state["evidence"] = evidence
         state["diagnostics"]["coverage"] = round(evidence.coverage, 4)
         if evidence.coverage < MIN_COVERAGE:
@@ -240,13 +258,17 @@ class AnswerChain:
             numbered.append(hit_index)
             joined = join_sentences([s.text for s in sentences])
             title = str(hits[hit_index].metadata.get("title", "")) or hits[hit_index].source
-            lines.append(prompts.SOURCE_LINE[language].format(
-                n=len(numbered), title=title, text=joined))
+            lines.append(
+                prompts.SOURCE_LINE[language].format(n=len(numbered), title=title, text=joined)
+            )
         state["numbered"] = numbered
         state["messages"] = [
             SystemMessage(prompts.SYSTEM[language]),
-            HumanMessage(prompts.USER[language].format(
-                sources="\n".join(lines), question=state["standalone"])),
+            HumanMessage(
+                prompts.USER[language].format(
+                    sources="\n".join(lines), question=state["standalone"]
+                )
+            ),
         ]
         return state
 
@@ -292,10 +314,10 @@ class AnswerChain:
             for piece in pieces:
                 if timings["first_token_ms"] is None:
                     timings["first_token_ms"] = round(
-                        (time.perf_counter() - state["started"]) * 1000, 1)
+                        (time.perf_counter() - state["started"]) * 1000, 1
+                    )
                     prob = usage.first_token_prob
-                    state["diagnostics"]["p_not_found"] = (
-                        None if prob is None else round(prob, 4))
+                    state["diagnostics"]["p_not_found"] = None if prob is None else round(prob, 4)
                     if prob is not None and prob >= MAX_NOT_FOUND_PROB:
                         # The model leans towards "not found": stop before streaming a guess.
                         pieces.close()
@@ -354,9 +376,10 @@ class AnswerChain:
         evidence: Evidence = state["evidence"]
         source_text = "\n".join(
             f"{hits[i].metadata.get('title', '')} {s.text}"
-            for i, group in evidence.by_hit().items() for s in group
+            for i, group in evidence.by_hit().items()
+            for s in group
         )
-        supported = support(body, source_text)
+        supported = support(body, source_text, state["standalone"])
         state["diagnostics"]["support"] = round(supported, 4)
         if supported < MIN_SUPPORT:
             return self._refusal(state, "unsupported", text)
@@ -373,16 +396,23 @@ class AnswerChain:
         ).strip()
         if not _CITATION.search(answer_text):
             answer_text = f"{answer_text} [1]"
-        snippets = {i: join_sentences([s.text for s in group])
-                    for i, group in evidence.by_hit().items()}
+        snippets = {
+            i: join_sentences([s.text for s in group]) for i, group in evidence.by_hit().items()
+        }
         sources = [_source(i + 1, hits[h], snippets.get(h)) for i, h in enumerate(cited_hits)]
         others = [h for i, h in enumerate(hits) if i not in cited_hits]
         also = [_source(len(sources) + j + 1, h) for j, h in enumerate(others)]
         quotes = []
         for n, hit_index in enumerate(cited_hits, start=1):
             for sentence in evidence.by_hit().get(hit_index, [])[:2]:
-                quotes.append({"n": n, "text": sentence.text, "source": hits[hit_index].source,
-                               "page": hits[hit_index].page})
+                quotes.append(
+                    {
+                        "n": n,
+                        "text": sentence.text,
+                        "source": hits[hit_index].source,
+                        "page": hits[hit_index].page,
+                    }
+                )
         return Answer(
             question=state["question"],
             answer=answer_text,

@@ -554,7 +554,12 @@ def evaluate(
         if not qa_files:
             raise UserError("give one or more question files (or --compare A.json B.json)")
         ks = _parse_ks(k)
-        questions = [q for path in qa_files for q in runner.read_questions(path, limit)]
+        skipped: list[str] = []
+        questions = [
+            q for path in qa_files for q in runner.read_questions(path, limit, skipped=skipped)
+        ]
+        if skipped:
+            err.print(f"skipped {len(skipped)} question(s) with empty text: {', '.join(skipped)}")
         destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
         meta = {
             "question_files": [str(p) for p in qa_files],
@@ -563,6 +568,7 @@ def evaluate(
             "embed_model": settings.embed_model,
             "llm_model": settings.llm_model if answers else None,
             "top_k": settings.top_k,
+            "skipped_empty_questions": len(skipped),
             "date": time.strftime("%Y-%m-%d %H:%M"),
         }
 

@@ -147,19 +147,22 @@ def _truncate(text: str, budget: int, count_tokens: Callable[[str], int]) -> str
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 
 
-def support(answer: str, source_text: str) -> float:
+def support(answer: str, source_text: str, question: str = "") -> float:
     """Share of the answer's content terms (and every number) that occur in the sources.
 
     A faithful short answer copies its key words and figures from the sources; an invented one
-    brings its own names and numbers.
+    brings its own names and numbers. Words the answer repeats from the question are no
+    invention ("Children mostly work in agriculture" for "Where do children mostly work?").
     """
-    answer_terms = set(terms(answer))
+    question_terms = set(terms(question))
+    answer_terms = set(terms(answer)) - question_terms
     if not answer_terms:
         return 1.0
     source_norm = normalize(source_text)
     source_terms = set(terms(source_text))
     found = sum(1 for t in answer_terms if t in source_terms)
-    numbers = _NUMBER.findall(normalize(answer))
+    question_norm = normalize(question)
+    numbers = [n for n in _NUMBER.findall(normalize(answer)) if n not in question_norm]
     missing_numbers = [n for n in numbers if n not in source_norm]
     share = found / len(answer_terms)
     if missing_numbers:

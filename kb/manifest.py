@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -104,19 +105,30 @@ class Manifest:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # One connection serves every thread of a process (the web page's sessions); a re-entrant
+        # lock keeps one thread's transaction from interleaving with another's statements.
+        self._lock = threading.RLock()
 
     def close(self) -> None:
         self._db.close()
 
+    def _run(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            cursor = self._db.execute(sql, args)
+            rows = cursor.fetchall()
+            self._last_rowid = cursor.lastrowid
+            return rows
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     # --- files -----------------------------------------------------------------------------
 
@@ -126,22 +138,15 @@ class Manifest:
         if root is not None:
             query += " AND root = ?"
             args.append(root)
-        return {(r["root"], r["source"]): _record(r) for r in self._db.execute(query, args)}
-
-    def find_source(self, collection: str, source: str) -> list[FileRecord]:
-        rows = self._db.execute(
-            "SELECT * FROM files WHERE collection = ? AND (source = ? OR root || '/' || source = ?)",
-            (collection, source, source),
-        )
-        return [_record(r) for r in rows]
+        return {(r["root"], r["source"]): _record(r) for r in self._run(query, args)}
 
     def complete_by_hash(self, collection: str, file_hash: str) -> FileRecord | None:
-        row = self._db.execute(
+        rows = self._run(
             "SELECT * FROM files WHERE collection = ? AND file_hash = ? AND pending_ids IS NULL "
             "LIMIT 1",
             (collection, file_hash),
-        ).fetchone()
-        return _record(row) if row else None
+        )
+        return _record(rows[0]) if rows else None
 
     def incomplete(self, collection: str | None = None) -> list[FileRecord]:
         query = "SELECT * FROM files WHERE pending_ids IS NOT NULL"
@@ -149,7 +154,7 @@ class Manifest:
         if collection is not None:
             query += " AND collection = ?"
             args = (collection,)
-        return [_record(r) for r in self._db.execute(query, args)]
+        return [_record(r) for r in self._run(query, args)]
 
     def begin_file(
         self,
@@ -163,7 +168,7 @@ class Manifest:
         pending_ids: Iterable[str],
     ) -> None:
         """Journal the chunks about to be written for a file (keeps its current chunk_ids)."""
-        self._db.execute(
+        self._run(
             """INSERT INTO files (collection, root, source, file_hash, size, mtime_ns, title,
                                   chunk_ids, pending_ids, ingested_at)
                VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
@@ -193,7 +198,7 @@ class Manifest:
         title: str,
         chunk_ids: Iterable[str],
     ) -> None:
-        self._db.execute(
+        self._run(
             """UPDATE files SET file_hash = ?, size = ?, mtime_ns = ?, title = ?, chunk_ids = ?,
                                 pending_ids = NULL, ingested_at = ?
                WHERE collection = ? AND root = ? AND source = ?""",
@@ -213,13 +218,13 @@ class Manifest:
 
     def touch_file(self, collection: str, root: str, source: str, size: int, mtime_ns: int) -> None:
         """Record a new mtime for a file whose content did not change."""
-        self._db.execute(
+        self._run(
             "UPDATE files SET size = ?, mtime_ns = ? WHERE collection = ? AND root = ? AND source = ?",
             (size, mtime_ns, collection, root, source),
         )
 
     def remove_file(self, collection: str, root: str, source: str) -> None:
-        self._db.execute(
+        self._run(
             "DELETE FROM files WHERE collection = ? AND root = ? AND source = ?",
             (collection, root, source),
         )
@@ -228,7 +233,7 @@ class Manifest:
     # --- failures --------------------------------------------------------------------------
 
     def failures(self, collection: str, root: str) -> dict[str, FailureRecord]:
-        rows = self._db.execute(
+        rows = self._run(
             "SELECT * FROM failures WHERE collection = ? AND root = ?", (collection, root)
         )
         return {
@@ -248,7 +253,7 @@ class Manifest:
         mtime_ns: int,
         error: str,
     ) -> None:
-        self._db.execute(
+        self._run(
             """INSERT OR REPLACE INTO failures
                (collection, root, source, file_hash, size, mtime_ns, error)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
@@ -256,7 +261,7 @@ class Manifest:
         )
 
     def clear_failure(self, collection: str, root: str, source: str) -> None:
-        self._db.execute(
+        self._run(
             "DELETE FROM failures WHERE collection = ? AND root = ? AND source = ?",
             (collection, root, source),
         )
@@ -266,12 +271,12 @@ class Manifest:
     def drop_collection(self, collection: str) -> None:
         with self.transaction():
             for table in ("files", "failures", "runs"):
-                self._db.execute(f"DELETE FROM {table} WHERE collection = ?", (collection,))
+                self._run(f"DELETE FROM {table} WHERE collection = ?", (collection,))
 
     def stats(self, collection: str) -> tuple[int, int]:
         """(files, chunks) recorded as complete in `collection`."""
         files = chunks = 0
-        for (ids,) in self._db.execute(
+        for (ids,) in self._run(
             "SELECT chunk_ids FROM files WHERE collection = ? AND pending_ids IS NULL",
             (collection,),
         ):
@@ -280,26 +285,28 @@ class Manifest:
         return files, chunks
 
     def start_run(self, collection: str, roots: list[str]) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO runs (collection, roots, started_at) VALUES (?, ?, ?)",
-            (collection, json.dumps(roots), time.time()),
-        )
-        return int(cursor.lastrowid)
+        with self._lock:
+            self._run(
+                "INSERT INTO runs (collection, roots, started_at) VALUES (?, ?, ?)",
+                (collection, json.dumps(roots), time.time()),
+            )
+            return int(self._last_rowid)
 
     def finish_run(self, run_id: int, summary: dict) -> None:
-        self._db.execute(
+        self._run(
             "UPDATE runs SET finished_at = ?, summary = ? WHERE id = ?",
             (time.time(), json.dumps(summary, ensure_ascii=False), run_id),
         )
 
     def last_run(self, collection: str) -> dict | None:
-        row = self._db.execute(
+        rows = self._run(
             "SELECT * FROM runs WHERE collection = ? AND finished_at IS NOT NULL "
             "ORDER BY id DESC LIMIT 1",
             (collection,),
-        ).fetchone()
-        if row is None:
+        )
+        if not rows:
             return None
+        row = rows[0]
         return {
             "started_at": row["started_at"],
             "finished_at": row["finished_at"],
@@ -308,7 +315,7 @@ class Manifest:
         }
 
     def collections(self) -> list[str]:
-        rows = self._db.execute(
+        rows = self._run(
             "SELECT DISTINCT collection FROM files UNION SELECT DISTINCT collection FROM runs"
         )
         return sorted(r[0] for r in rows)

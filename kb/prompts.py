@@ -68,8 +68,10 @@ CONDENSE_USER = {
     "zh": "对话：\n{history}\n最后一个问题：{question}\n改写后的问题：",
 }
 
-ROLE_NAMES = {"en": {"user": "User", "assistant": "Assistant"},
-              "zh": {"user": "用户", "assistant": "助手"}}
+ROLE_NAMES = {
+    "en": {"user": "User", "assistant": "Assistant"},
+    "zh": {"user": "用户", "assistant": "助手"},
+}
 
 # The answer format a grammar can enforce on a local model: one line, ending in citations,
 # or the not-found marker.

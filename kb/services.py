@@ -60,8 +60,16 @@ def chat_model(settings: Settings):
     """The answering model (local GGUF or server), loaded once per process."""
     from kb.models.llm import load_chat_model
 
-    key = (settings.llm_url, settings.llm_model, settings.llm_remote_model, settings.llm_ctx,
-           settings.llm_threads, settings.seed, settings.temperature, settings.max_answer_tokens)
+    key = (
+        settings.llm_url,
+        settings.llm_model,
+        settings.llm_remote_model,
+        settings.llm_ctx,
+        settings.llm_threads,
+        settings.seed,
+        settings.temperature,
+        settings.max_answer_tokens,
+    )
     with _lock:
         if key not in _chat_models:
             _chat_models[key] = load_chat_model(settings)

@@ -46,7 +46,12 @@ def join_sentences(sentences: list[str]) -> str:
     """Join sentences the way the language writes them: no space between Chinese ones."""
     out = ""
     for sentence in sentences:
-        if out and not (is_cjk(out[-1]) or out[-1] in "。！？；") or out and not is_cjk(sentence[0]):
+        if (
+            out
+            and not (is_cjk(out[-1]) or out[-1] in "。！？；")
+            or out
+            and not is_cjk(sentence[0])
+        ):
             out += " "
         out += sentence
     return out
@@ -97,7 +102,10 @@ def key_terms(text: str) -> set[str]:
     better: answerable Chinese questions then score like English ones.
     """
     text = normalize(text)
-    found = {_stem(w) for w in _LATIN_WORD.findall(text)
-             if w not in EN_STOPWORDS and (len(w) > 1 or w.isdigit())}
+    found = {
+        _stem(w)
+        for w in _LATIN_WORD.findall(text)
+        if w not in EN_STOPWORDS and (len(w) > 1 or w.isdigit())
+    }
     found.update(c for c in text if is_cjk(c) and c not in ZH_STOP_CHARS)
     return found

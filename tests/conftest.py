@@ -94,32 +94,52 @@ def write_corpus(folder: Path, w) -> dict[str, str]:
     w.write_pdf(
         folder / "policy.pdf",
         "Facilities Policy",
-        [w.Heading("Opening hours"), w.Para("The office opens at 08:00."), w.PageBreak(),
-         w.Heading("Parking"), w.Para(FACTS["policy.pdf"])],
+        [
+            w.Heading("Opening hours"),
+            w.Para("The office opens at 08:00."),
+            w.PageBreak(),
+            w.Heading("Parking"),
+            w.Para(FACTS["policy.pdf"]),
+        ],
     )
     w.write_docx(
         folder / "guide.docx",
         "Visitor Guide",
-        [w.Heading("Escorts"), w.Para(FACTS["guide.docx"]),
-         w.Table([["Area", "Escort needed"], ["Lab", "Yes"], ["Lobby", "No"]])],
+        [
+            w.Heading("Escorts"),
+            w.Para(FACTS["guide.docx"]),
+            w.Table([["Area", "Escort needed"], ["Lab", "Yes"], ["Lobby", "No"]]),
+        ],
     )
     w.write_pptx(
         folder / "slides.pptx",
         "Falcon Update",
-        [w.Slide("Falcon Update", subtitle="Engineering all-hands"),
-         w.Slide("Schedule", [FACTS["slides.pptx"], "Field tests follow in week 40"])],
+        [
+            w.Slide("Falcon Update", subtitle="Engineering all-hands"),
+            w.Slide("Schedule", [FACTS["slides.pptx"], "Field tests follow in week 40"]),
+        ],
     )
     w.write_xlsx(
         folder / "budget.xlsx",
         "Budget",
-        {"Budget": [["Team", "Budget (EUR)", "Owner"], ["Quantum lab", 120000, "Ada"],
-                    ["Robotics", 80000, "Linus"]]},
+        {
+            "Budget": [
+                ["Team", "Budget (EUR)", "Owner"],
+                ["Quantum lab", 120000, "Ada"],
+                ["Robotics", 80000, "Linus"],
+            ]
+        },
     )
-    w.write_csv(folder / "contacts.csv", [["name", "role"], ["Helga Svensson", "Archivist"],
-                                          ["Tomas Berg", "Driver"]])
-    w.write_html(folder / "faq.html", "Cafeteria FAQ", [w.Heading("Menu"), w.Para(FACTS["faq.html"])])
-    w.write_markdown(folder / "notes.md", "Operations Notes",
-                     [w.Heading("Backups"), w.Para(FACTS["notes.md"])])
+    w.write_csv(
+        folder / "contacts.csv",
+        [["name", "role"], ["Helga Svensson", "Archivist"], ["Tomas Berg", "Driver"]],
+    )
+    w.write_html(
+        folder / "faq.html", "Cafeteria FAQ", [w.Heading("Menu"), w.Para(FACTS["faq.html"])]
+    )
+    w.write_markdown(
+        folder / "notes.md", "Operations Notes", [w.Heading("Backups"), w.Para(FACTS["notes.md"])]
+    )
     (folder / "readme.txt").write_text(f"Printers\n\n{FACTS['readme.txt']}\n", encoding="utf-8")
     w.write_eml(
         folder / "mail.eml",
@@ -131,7 +151,9 @@ def write_corpus(folder: Path, w) -> dict[str, str]:
         body=f"Hello all,\n\n{FACTS['mail.eml']}\n\nRegards,\nOffice\n",
     )
     (folder / "规定-gbk.txt").write_bytes(f"会议室规定\n\n{FACTS['规定-gbk.txt']}\n".encode("gbk"))
-    (folder / "notes-utf16.txt").write_bytes(f"Sauna\n\n{FACTS['notes-utf16.txt']}\n".encode("utf-16"))
+    (folder / "notes-utf16.txt").write_bytes(
+        f"Sauna\n\n{FACTS['notes-utf16.txt']}\n".encode("utf-16")
+    )
     return FACTS
 
 
@@ -174,3 +196,34 @@ def facts() -> dict[str, str]:
 def bad_files(tmp_path) -> tuple[Path, dict[str, str]]:
     folder = tmp_path / "bad"
     return folder, write_bad_files(folder)
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory) -> Path:
+    """A knowledge base ingested once from data/samples (real files, Chroma and embeddings)."""
+    from kb import services
+    from kb.config import Settings
+
+    home = tmp_path_factory.mktemp("sample-kb")
+    summary = services.ingest(Settings(home=home), [SAMPLES])
+    assert not summary.failed, summary.failed
+    return home
+
+
+@pytest.fixture(scope="session")
+def sample_settings(sample_kb):
+    """Settings for the sample knowledge base with the default bundled model.
+
+    The answering tests use the model users get (Qwen2.5-Coder-1.5B, loads in about 2 s): the
+    0.5B model refuses or mangles several of the sample questions (see bench/results).
+    """
+    from kb.config import Settings
+
+    return Settings(home=sample_kb)
+
+
+@pytest.fixture(scope="session")
+def sample_chain(sample_settings):
+    from kb import services
+
+    return services.answer_chain(sample_settings)

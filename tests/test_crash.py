@@ -29,10 +29,15 @@ def write_docs(folder: Path, docwriters) -> list[str]:
     for i in range(N_DOCS):
         fact = f"Warehouse {i} stores exactly {1000 + i} pallets of spare parts."
         facts.append(fact)
-        body = " ".join(f"Section {j} of report {i} describes routine operations." for j in range(30))
+        body = " ".join(
+            f"Section {j} of report {i} describes routine operations." for j in range(30)
+        )
         (folder / f"report-{i:02d}.md").write_text(f"# Report {i}\n\n{body}\n\n{fact}\n")
-    docwriters.write_pdf(folder / "handbook.pdf", "Handbook",
-                         [docwriters.Heading("Leave"), docwriters.Para("Leave is 15 days.")])
+    docwriters.write_pdf(
+        folder / "handbook.pdf",
+        "Handbook",
+        [docwriters.Heading("Leave"), docwriters.Para("Leave is 15 days.")],
+    )
     return facts
 
 
@@ -49,8 +54,13 @@ def manifest_rows(home: Path) -> int:
 
 def kb(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KB_HOME": str(home)}
-    return subprocess.run([str(Path(sys.executable).parent / "kb"), *args], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "kb"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def check_recovered(home: Path, docs: Path, facts: list[str]) -> None:
@@ -70,8 +80,12 @@ def test_sigkill_of_the_real_cli_at_several_points(tmp_path, docwriters, kill_af
     facts = write_docs(docs, docwriters)
     home = tmp_path / "kb"
     env = {**os.environ, "KB_HOME": str(home), "KB_EMBED_BATCH_SIZE": "4"}
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "kb"), "ingest", str(docs)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "kb"), "ingest", str(docs)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while manifest_rows(home) < kill_after_files and proc.poll() is None:
         assert time.monotonic() < deadline
@@ -111,12 +125,15 @@ DRIVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize(("step", "nth"), [
-    ("begin_file", 2),   # journal written and old chunks deleted, nothing new written
-    ("add_chunks", 5),   # vectors in Chroma, manifest row still pending
-    ("commit_file", 9),  # killed just before the commit
-    ("repair", 1),       # the next run's own repair interrupted too
-])
+@pytest.mark.parametrize(
+    ("step", "nth"),
+    [
+        ("begin_file", 2),  # journal written and old chunks deleted, nothing new written
+        ("add_chunks", 5),  # vectors in Chroma, manifest row still pending
+        ("commit_file", 9),  # killed just before the commit
+        ("repair", 1),  # the next run's own repair interrupted too
+    ],
+)
 def test_kill_inside_each_write_step(tmp_path, docwriters, step, nth):
     docs = tmp_path / "docs"
     facts = write_docs(docs, docwriters)
@@ -125,9 +142,16 @@ def test_kill_inside_each_write_step(tmp_path, docwriters, step, nth):
     driver.write_text(DRIVER)
     if step == "repair":
         # Leave an interrupted run behind first, then kill the repairing run as well.
-        subprocess.run([sys.executable, str(driver), str(home), str(docs), "add_chunks", "3"],
-                       capture_output=True, timeout=600)
-    run = subprocess.run([sys.executable, str(driver), str(home), str(docs), step, str(nth)],
-                         capture_output=True, text=True, timeout=600)
+        subprocess.run(
+            [sys.executable, str(driver), str(home), str(docs), "add_chunks", "3"],
+            capture_output=True,
+            timeout=600,
+        )
+    run = subprocess.run(
+        [sys.executable, str(driver), str(home), str(docs), step, str(nth)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     check_recovered(home, docs, facts)

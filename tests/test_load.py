@@ -10,10 +10,24 @@ def _text(doc) -> str:
     return "\n".join(b.text for b in doc.blocks)
 
 
-@pytest.mark.parametrize("name", sorted(
-    ["policy.pdf", "guide.docx", "slides.pptx", "budget.xlsx", "contacts.csv", "faq.html",
-     "notes.md", "readme.txt", "mail.eml", "规定-gbk.txt", "notes-utf16.txt"]
-))
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        [
+            "policy.pdf",
+            "guide.docx",
+            "slides.pptx",
+            "budget.xlsx",
+            "contacts.csv",
+            "faq.html",
+            "notes.md",
+            "readme.txt",
+            "mail.eml",
+            "规定-gbk.txt",
+            "notes-utf16.txt",
+        ]
+    ),
+)
 def test_every_format_yields_its_text(corpus, facts, name):
     path = corpus / name
     doc = load(path, SUPPORTED[path.suffix])
@@ -87,4 +101,7 @@ def test_reflow_joins_wrapped_lines_but_keeps_headings():
 
 def test_reflow_joins_chinese_without_spaces():
     page = "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累\n计，入职当年按比例折算。"
-    assert reflow(page) == "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累计，入职当年按比例折算。"
+    assert (
+        reflow(page)
+        == "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累计，入职当年按比例折算。"
+    )

@@ -40,7 +40,11 @@ def test_chunks_carry_source_page_section_and_position(settings, corpus, facts):
     store = services.store(settings)
     meta = {h.source: h.metadata for h in store.iter_chunks("default") if "06:45" in h.text}
     pdf = meta["policy.pdf"]
-    assert pdf["page"] == 2 and pdf["section"].endswith("Parking") and pdf["title"] == "Facilities Policy"
+    assert (
+        pdf["page"] == 2
+        and pdf["section"].endswith("Parking")
+        and pdf["title"] == "Facilities Policy"
+    )
     assert pdf["file_hash"] and isinstance(pdf["position"], int)
 
 

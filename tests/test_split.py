@@ -17,13 +17,20 @@ def count():
 
 def test_chinese_sentence_ends_are_split_points():
     text = "年假为十五天。经理为二十天！是否可以结转？可以；最多五天。"
-    assert split_sentences(text) == ["年假为十五天。", "经理为二十天！", "是否可以结转？", "可以；",
-                                     "最多五天。"]
+    assert split_sentences(text) == [
+        "年假为十五天。",
+        "经理为二十天！",
+        "是否可以结转？",
+        "可以；",
+        "最多五天。",
+    ]
 
 
 def test_english_sentences_split_but_abbreviations_followed_by_lowercase_do_not():
     assert split_sentences("Leave is 15 days. Managers get 20 days, e.g. team leads.") == [
-        "Leave is 15 days.", "Managers get 20 days, e.g. team leads."]
+        "Leave is 15 days.",
+        "Managers get 20 days, e.g. team leads.",
+    ]
 
 
 def test_chunks_respect_the_token_budget(count):
@@ -38,13 +45,16 @@ def test_chunks_respect_the_token_budget(count):
 
 
 def test_headings_stay_with_their_text_and_name_the_section(count):
-    doc = Document("Handbook", [
-        Block("Handbook", "title", level=0),
-        Block("Leave", "title", level=1),
-        Block("Annual leave is 15 days."),
-        Block("Travel", "title", level=1),
-        Block("Hotels are capped at USD 180 per night."),
-    ])
+    doc = Document(
+        "Handbook",
+        [
+            Block("Handbook", "title", level=0),
+            Block("Leave", "title", level=1),
+            Block("Annual leave is 15 days."),
+            Block("Travel", "title", level=1),
+            Block("Hotels are capped at USD 180 per night."),
+        ],
+    )
     chunks = split_document(doc, count, chunk_tokens=12, overlap_tokens=0)
     travel = [c for c in chunks if "USD 180" in c.text]
     assert travel and travel[0].section == "Handbook > Travel"
@@ -54,7 +64,9 @@ def test_headings_stay_with_their_text_and_name_the_section(count):
 
 
 def test_table_pieces_repeat_the_header(count):
-    rows = [["Office", "City", "Headcount"]] + [[f"Office {i}", "Shanghai", str(i)] for i in range(60)]
+    rows = [["Office", "City", "Headcount"]] + [
+        [f"Office {i}", "Shanghai", str(i)] for i in range(60)
+    ]
     doc = Document("Directory", [Block("\n".join(" | ".join(r) for r in rows), "table", rows=rows)])
     chunks = split_document(doc, count, chunk_tokens=64, overlap_tokens=0)
     assert len(chunks) > 3

@@ -113,7 +113,9 @@ def quotes_for(source: Source, evidence: Sequence[dict[str, Any]]) -> list[str]:
     for item in evidence:
         same_number = item.get("n") is not None and item.get("n") == source.n
         same_place = item.get("n") is None and (item.get("source"), item.get("page")) == (
-            source.source, source.page)
+            source.source,
+            source.page,
+        )
         if same_number or same_place:
             quotes.append(str(item.get("text", "")))
     return quotes
@@ -237,8 +239,10 @@ def handle_uploads(
         report.files.append(result)
         suffix = Path(name.replace("\\", "/")).suffix.lower()
         if suffix not in SUPPORTED:
-            result.status, result.error = "failed", t(
-                lang, "unsupported_type", ext=suffix or "—", supported=supported)
+            result.status, result.error = (
+                "failed",
+                t(lang, "unsupported_type", ext=suffix or "—", supported=supported),
+            )
             continue
         try:
             path = store_upload(settings.uploads_dir, name, data)
@@ -340,7 +344,7 @@ def _where(source: Source, lang: str) -> str:
         parts.append(t(lang, "page", page=source.page))
     section = source.section
     if source.title and section.startswith(source.title + " > "):
-        section = section[len(source.title) + 3:]
+        section = section[len(source.title) + 3 :]
     if section and section != source.title:
         parts.append(section if len(section) <= 80 else "…" + section[-79:])
     return " · ".join(parts)
@@ -469,17 +473,27 @@ class _UploadProgress:
             self.total = max(self.total, event.total_files)
         elif event.kind == "file":
             self.done += 1
-            self.bar.progress(min(1.0, self.done / self.total),
-                              text=t(self.lang, "upload_running", source=event.source))
+            self.bar.progress(
+                min(1.0, self.done / self.total),
+                text=t(self.lang, "upload_running", source=event.source),
+            )
             with self.box:
                 if event.status == "failed":
-                    st.write(t(self.lang, "upload_file_failed", source=event.source,
-                               error=event.error))
+                    st.write(
+                        t(self.lang, "upload_file_failed", source=event.source, error=event.error)
+                    )
                 else:
-                    st.write(t(self.lang, "upload_file_ok", source=event.source,
-                               status=t(self.lang, f"status_{event.status}")
-                               if event.status in ("added", "updated", "renamed")
-                               else event.status, chunks=event.chunks))
+                    st.write(
+                        t(
+                            self.lang,
+                            "upload_file_ok",
+                            source=event.source,
+                            status=t(self.lang, f"status_{event.status}")
+                            if event.status in ("added", "updated", "renamed")
+                            else event.status,
+                            chunks=event.chunks,
+                        )
+                    )
         elif event.kind == "done":
             self.bar.progress(1.0)
 
@@ -487,25 +501,43 @@ class _UploadProgress:
 def _render_upload_report(report: UploadReport, lang: str) -> None:
     summary = report.summary
     if summary is not None:
-        st.success(t(lang, "upload_done", added=summary.added + summary.renamed,
-                     updated=summary.updated, unchanged=summary.unchanged,
-                     failed=len(report.failed), seconds=summary.seconds))
+        st.success(
+            t(
+                lang,
+                "upload_done",
+                added=summary.added + summary.renamed,
+                updated=summary.updated,
+                unchanged=summary.unchanged,
+                failed=len(report.failed),
+                seconds=summary.seconds,
+            )
+        )
     for item in report.files:
-        name = item.name if item.stored in ("", item.name) else (
-            f"{item.name} ({t(lang, 'stored_as', name=item.stored)})")
+        name = (
+            item.name
+            if item.stored in ("", item.name)
+            else (f"{item.name} ({t(lang, 'stored_as', name=item.stored)})")
+        )
         if item.status == "failed":
             continue
         if item.status == "unchanged":
             st.caption(escape_markdown(t(lang, "upload_file_unchanged", source=name)))
         else:
-            status = t(lang, f"status_{item.status}") if item.status in (
-                "added", "updated", "renamed") else item.status
-            st.caption(escape_markdown(
-                t(lang, "upload_file_ok", source=name, status=status, chunks=item.chunks)))
+            status = (
+                t(lang, f"status_{item.status}")
+                if item.status in ("added", "updated", "renamed")
+                else item.status
+            )
+            st.caption(
+                escape_markdown(
+                    t(lang, "upload_file_ok", source=name, status=status, chunks=item.chunks)
+                )
+            )
     if report.failed:
         lines = "\n".join(
             f"- {escape_markdown(item.name)}: {escape_markdown(item.error)}"
-            for item in report.failed)
+            for item in report.failed
+        )
         st.error(f"{t(lang, 'upload_failed_title')}\n\n{lines}")
 
 
@@ -513,23 +545,33 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
     """Language, conversation, collection, status and uploads; returns (language, collection)."""
     with st.sidebar:
         lang = st.selectbox(
-            t(_language(settings), "language"), list(LANGUAGES), key="ui_lang",
+            t(_language(settings), "language"),
+            list(LANGUAGES),
+            key="ui_lang",
             format_func=LANGUAGES.get,
         )
-        if st.button(t(lang, "new_conversation"), key="new_conversation",
-                     icon=":material/add_comment:", width="stretch"):
+        if st.button(
+            t(lang, "new_conversation"),
+            key="new_conversation",
+            icon=":material/add_comment:",
+            width="stretch",
+        ):
             st.session_state["turns"] = []
         try:
             status = kb_status(settings)
         except EXPECTED_ERRORS as exc:
             st.error(t(lang, "error", message=one_line(exc)))
-            status = {"collections": [], "models": {"embedding": settings.embed_model,
-                                                    "llm": settings.llm_model}}
+            status = {
+                "collections": [],
+                "models": {"embedding": settings.embed_model, "llm": settings.llm_model},
+            }
         except Exception as exc:
             log.exception("status failed")
             st.error(t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc)))
-            status = {"collections": [], "models": {"embedding": settings.embed_model,
-                                                    "llm": settings.llm_model}}
+            status = {
+                "collections": [],
+                "models": {"embedding": settings.embed_model, "llm": settings.llm_model},
+            }
         by_name = {c["name"]: c for c in status["collections"]}
         names = sorted(set(by_name) | {settings.collection})
         if st.session_state.get("collection") not in names:
@@ -544,27 +586,33 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             right.metric(t(lang, "chunks"), info["chunks"])
             last = info.get("last_ingestion")
             if last and last.get("finished_at"):
-                when = datetime.fromtimestamp(float(last["finished_at"])).strftime(
-                    "%Y-%m-%d %H:%M")
+                when = datetime.fromtimestamp(float(last["finished_at"])).strftime("%Y-%m-%d %H:%M")
                 st.caption(t(lang, "last_ingestion", when=when))
             else:
                 st.caption(t(lang, "never_ingested"))
         else:
             st.info(t(lang, "empty_collection"))
-        st.caption(escape_markdown(t(lang, "models") + ": "
-                                   + t(lang, "embedding_model", name=status["models"]["embedding"])
-                                   + " · " + t(lang, "answer_model",
-                                               name=status["models"]["llm"])))
+        st.caption(
+            escape_markdown(
+                t(lang, "models")
+                + ": "
+                + t(lang, "embedding_model", name=status["models"]["embedding"])
+                + " · "
+                + t(lang, "answer_model", name=status["models"]["llm"])
+            )
+        )
 
         st.subheader(t(lang, "upload"))
         generation = st.session_state.setdefault("uploader_generation", 0)
         uploads = st.file_uploader(
-            t(lang, "upload_label"), accept_multiple_files=True,
+            t(lang, "upload_label"),
+            accept_multiple_files=True,
             type=sorted({ext.lstrip(".") for ext in SUPPORTED}),
             key=f"uploader-{generation}",
         )
-        if st.button(t(lang, "upload_button"), key="upload_button", disabled=not uploads,
-                     width="stretch"):
+        if st.button(
+            t(lang, "upload_button"), key="upload_button", disabled=not uploads, width="stretch"
+        ):
             files = [(f.name, f.getvalue()) for f in uploads or []]
             progress = _UploadProgress(lang, len(files))
             try:
@@ -575,12 +623,13 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             except Exception as exc:
                 log.exception("upload failed")
                 progress.box.update(state="error", expanded=False)
-                st.error(t(lang, "internal_error", kind=type(exc).__name__,
-                           message=one_line(exc)))
+                st.error(t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc)))
             else:
-                progress.box.update(label=t(lang, "upload_complete"),
-                                    state="error" if report.failed else "complete",
-                                    expanded=False)
+                progress.box.update(
+                    label=t(lang, "upload_complete"),
+                    state="error" if report.failed else "complete",
+                    expanded=False,
+                )
                 st.session_state["upload_report"] = report
                 # A fresh uploader key empties the box; the status must show the new files.
                 st.session_state["uploader_generation"] = generation + 1
@@ -605,17 +654,26 @@ def main() -> None:
         _page()
     except Exception as exc:  # a bug outside the guarded flows: still one line, never a traceback
         log.exception("the page failed")
-        st.error(t(st.session_state.get("ui_lang", "en"), "internal_error",
-                   kind=type(exc).__name__, message=one_line(exc)))
+        st.error(
+            t(
+                st.session_state.get("ui_lang", "en"),
+                "internal_error",
+                kind=type(exc).__name__,
+                message=one_line(exc),
+            )
+        )
 
 
 def _page() -> None:
     settings = get_settings()
     lang = _language(settings)
     # An emoji favicon becomes a data: URL; a :material: one would be fetched from Google.
-    st.set_page_config(page_title=t(lang, "page_title"), page_icon="📚",
-                       layout="centered",
-                       initial_sidebar_state="expanded")
+    st.set_page_config(
+        page_title=t(lang, "page_title"),
+        page_icon="📚",
+        layout="centered",
+        initial_sidebar_state="expanded",
+    )
     if CSS_PATH.is_file():
         st.html(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>")
     lang, collection = _sidebar(settings)

@@ -36,9 +36,14 @@ class EvalRun:
     seconds: float = 0.0
 
 
-def read_questions(path: Path, limit: int | None = None, seed: int = 13) -> list[Question]:
+def read_questions(
+    path: Path, limit: int | None = None, seed: int = 13, skipped: list[str] | None = None
+) -> list[Question]:
     """Questions of a JSON-lines file; with `limit`, a seeded random sample (the same each run)
-    so that a subset represents every type of question in the file, not just the first ones."""
+    so that a subset represents every type of question in the file, not just the first ones.
+
+    Lines whose question is empty (public sets have a few) are skipped and named in `skipped`.
+    """
     if not path.is_file():
         raise EvalInputError(f"{path}: no such question file")
     name = path.parent.name if path.name == "qa.jsonl" else path.stem
@@ -51,8 +56,12 @@ def read_questions(path: Path, limit: int | None = None, seed: int = 13) -> list
                 data = json.loads(line)
             except ValueError as exc:
                 raise EvalInputError(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(data, dict) or not str(data.get("question", "")).strip():
+            if not isinstance(data, dict) or "question" not in data:
                 raise EvalInputError(f"{path}:{number}: a 'question' field is required")
+            if not str(data["question"]).strip():
+                if skipped is not None:
+                    skipped.append(f"{path}:{number}")
+                continue
             questions.append(Question(name, data))
     if limit is not None and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
@@ -114,9 +123,7 @@ class Evaluator:
     def run_one(self, question: Question) -> dict[str, Any]:
         record = _base_record(question)
         if self.chain is None:
-            record["retrieved"], record["retrieve_ms"] = self._retrieve(
-                _retrieval_query(question)
-            )
+            record["retrieved"], record["retrieve_ms"] = self._retrieve(_retrieval_query(question))
             return record
         history = question.data.get("history") or []
         answer = self.chain.invoke(question.data["question"], history)

@@ -5,9 +5,11 @@ what the answering chain needs beyond LangChain's interface: a token counter for
 the context window, and a lock — llama.cpp is not thread-safe, so generations are serialised and
 a caller can tell when it is queued.
 
-The local model keeps a RAM cache of evaluated prompt states. Every answer prompt starts with a
-fixed system prefix (one per language), so after the first question llama.cpp evaluates only the
-new tokens, even when Chinese and English questions alternate.
+Every answer prompt starts with a fixed system prefix (one per language), and llama.cpp keeps
+the evaluated state of the previous prompt: the next question in the same language evaluates
+only its new tokens. (llama-cpp-python's LlamaRAMCache would also keep the other language's
+prefix, but each saved state copies a 300 MB logits buffer that its size limit does not count:
+a 160-question run grew to 8 GB here.)
 """
 
 from __future__ import annotations
@@ -152,7 +154,6 @@ class ChatModel:
 
 def _local_chat(settings: Settings) -> ChatModel:
     from langchain_community.chat_models import ChatLlamaCpp
-    from llama_cpp import LlamaRAMCache
 
     path = resolve_gguf(settings.llm_model, settings.models_dir)
     try:
@@ -161,6 +162,10 @@ def _local_chat(settings: Settings) -> ChatModel:
             n_ctx=settings.llm_ctx,
             n_threads=settings.threads(settings.llm_threads),
             n_batch=512,
+            # ChatLlamaCpp defaults RoPE to base 10000; Qwen2.5 is trained with 1,000,000. Zero
+            # tells llama.cpp to take both values from the GGUF file, as any model needs.
+            rope_freq_base=0.0,
+            rope_freq_scale=0.0,
             seed=settings.seed,
             temperature=settings.temperature,
             max_tokens=settings.max_answer_tokens,
@@ -176,8 +181,6 @@ def _local_chat(settings: Settings) -> ChatModel:
             f"({str(exc).splitlines()[-1][:200]}); check KB_LLM_MODEL"
         ) from exc
     llama = chat.client
-    # A few evaluated prompt states (a fixed prefix per language) fit in far less than this.
-    llama.set_cache(LlamaRAMCache(capacity_bytes=256 << 20))
     name = settings.llm_model if settings.llm_model in BUNDLED_GGUF else path.name
     return ChatModel(chat, name, settings.llm_ctx, llama=llama)
 

@@ -24,8 +24,13 @@ ARTIFACTS = ROOT / "tests" / "artifacts"
 KB_BIN = Path(sys.executable).parent / "kb"
 CHROMIUM = Path(os.environ.get("KB_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 # See tests/ui/conftest.py: the 0.5B model cannot answer the sample questions reliably.
 LLM_MODEL = os.environ.get("UI_TEST_LLM_MODEL", "qwen2.5-1.5b")
@@ -71,15 +76,25 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     home = tmp_path_factory.mktemp("e2e-kb-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
     env.update(KB_HOME=str(home), KB_LLM_MODEL=LLM_MODEL, KB_LANGUAGE="en")
-    ingest = subprocess.run([str(KB_BIN), "ingest", str(SAMPLES)], env=env, cwd=home,
-                            capture_output=True, text=True, timeout=600)
+    ingest = subprocess.run(
+        [str(KB_BIN), "ingest", str(SAMPLES)],
+        env=env,
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert ingest.returncode == 0, ingest.stderr[-2000:]
     port = free_port()
     log = home / "server.log"
     with log.open("w") as out:
         process = subprocess.Popen(
-            [str(KB_BIN), "ui", "--port", str(port)], env=env, cwd=home,
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [str(KB_BIN), "ui", "--port", str(port)],
+            env=env,
+            cwd=home,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", process)

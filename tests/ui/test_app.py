@@ -53,8 +53,11 @@ def answer_text(at: AppTest, index: int = -1) -> str:
 
 
 def all_text(at: AppTest) -> str:
-    parts = [e.value for kind in ("markdown", "caption", "error", "warning", "info", "success")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("markdown", "caption", "error", "warning", "info", "success")
+        for e in getattr(at, kind)
+    ]
     return "\n".join(str(p) for p in parts)
 
 
@@ -256,8 +259,10 @@ def test_upload_through_the_page_is_stored_ingested_and_searchable(settings: Set
     at = open_page()
     files_before = int({m.label: m.value for m in at.sidebar.metric}["Files"])
     at.sidebar.file_uploader[0].set_value(
-        [("bicycle-parking.md", PARKING.encode(), "text/markdown"),
-         ("empty.txt", b"", "text/plain")]
+        [
+            ("bicycle-parking.md", PARKING.encode(), "text/markdown"),
+            ("empty.txt", b"", "text/plain"),
+        ]
     ).run()
     at.button(key="upload_button").click().run()
     assert not at.exception, at.exception
@@ -343,8 +348,10 @@ def test_highlight_escapes_html_and_marks_the_quote() -> None:
     out = page.highlight(snippet, ["Managers receive 20 days."])
     assert "&lt;b&gt;bold&lt;/b&gt;" in out
     assert "<mark>Managers receive 20 days.</mark>" in out
-    cut = page.highlight("Start. The quoted sentence goes on and on…",
-                         ["The quoted sentence goes on and on past the cut."])
+    cut = page.highlight(
+        "Start. The quoted sentence goes on and on…",
+        ["The quoted sentence goes on and on past the cut."],
+    )
     assert "<mark>The quoted sentence goes on and on</mark>…" in cut
 
 

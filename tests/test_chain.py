@@ -1,0 +1,118 @@
+"""The answering chain against the real sample knowledge base and the real bundled default model
+(Qwen2.5-Coder-1.5B Q4_K_M, temperature 0, fixed seed)."""
+
+import pytest
+
+from kb import prompts
+from kb.chain import AnswerChain, QuestionTooLong
+from kb.text import is_cjk
+
+
+def test_answers_an_english_question_and_cites_the_slide(sample_chain):
+    answer = sample_chain.invoke("When does the Singapore office open?")
+    assert not answer.refused
+    assert "March 2027" in answer.answer
+    assert answer.sources[0].source == "en/q3-all-hands.pptx"
+    assert answer.sources[0].page == 5
+    assert "[1]" in answer.answer
+
+
+def test_answers_a_chinese_question_in_chinese(sample_chain):
+    answer = sample_chain.invoke("员工每年有几天年假？")
+    assert not answer.refused
+    assert "15" in answer.answer
+    assert any(is_cjk(c) for c in answer.answer)
+    assert answer.sources[0].source == "zh/员工手册.md"
+    assert "15天" in answer.sources[0].snippet
+
+
+@pytest.mark.parametrize(
+    ("question", "language"),
+    [
+        ("Who won the 2018 football world cup?", "en"),
+        ("What is the CEO's favourite colour?", "en"),
+        ("公司的股票代码是什么？", "zh"),
+    ],
+)
+def test_refuses_what_the_documents_do_not_hold(sample_chain, question, language):
+    answer = sample_chain.invoke(question)
+    assert answer.refused
+    assert answer.answer == prompts.REFUSAL[language]
+    assert answer.sources == []
+    assert answer.also_retrieved, "a refusal still lists the nearest documents"
+
+
+def test_follow_up_retrieves_only_after_rewriting(sample_chain):
+    raw = sample_chain.retriever.search("And elsewhere?", 3)
+    assert "en/travel-expense-policy.docx" not in [h.source for h in raw.hits[:1]]
+    history = [
+        {"role": "user", "content": "What is the hotel cap in tier-1 cities?"},
+        {
+            "role": "assistant",
+            "content": "The hotel cap is USD 180 per night in tier-1 cities [1].",
+        },
+    ]
+    answer = sample_chain.invoke("And elsewhere?", history)
+    assert answer.standalone_question != "And elsewhere?"
+    assert "hotel" in answer.standalone_question.lower()
+    assert not answer.refused and "130" in answer.answer
+    assert answer.sources[0].source == "en/travel-expense-policy.docx"
+
+
+def test_streams_tokens_before_the_final_answer(sample_chain):
+    events = list(sample_chain.stream("How long must passwords be?"))
+    tokens = [e["text"] for e in events if e["type"] == "token"]
+    assert len(tokens) > 1, "the answer must arrive piece by piece"
+    assert events[-1]["type"] == "final"
+    final = events[-1]["answer"]
+    assert "".join(tokens).strip() == final.model_answer
+    assert "14" in final.answer
+    timings = final.timings
+    assert 0 < timings["first_token_ms"] <= timings["total_ms"]
+    assert timings["prompt_tokens"] > 0 and timings["completion_tokens"] > 0
+
+
+def test_cited_sources_and_also_retrieved_do_not_overlap(sample_chain):
+    answer = sample_chain.invoke("What is the meal allowance per day?")
+    cited = {s.chunk_id for s in answer.sources}
+    others = {s.chunk_id for s in answer.also_retrieved}
+    assert cited and not cited & others
+    assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
+    assert answer.evidence and all(q["n"] <= len(answer.sources) for q in answer.evidence)
+
+
+def test_history_is_trimmed_to_its_token_budget(sample_chain):
+    long_history = [
+        {"role": "user", "content": f"Question number {i} about the office?"} for i in range(200)
+    ]
+    kept = sample_chain._trim_history(long_history)
+    assert 0 < len(kept) < len(long_history)
+    assert kept[-1] == long_history[-1]
+    used = sum(sample_chain.model.count_tokens(t["content"]) + 4 for t in kept)
+    assert used <= sample_chain.settings.history_tokens
+
+
+def test_a_question_longer_than_the_context_is_a_clear_error(sample_settings):
+    from kb import services
+
+    small = sample_settings.model_copy(update={"llm_ctx": 512})
+    chain = AnswerChain(small, services.retriever(small), services.chat_model(small))
+    with pytest.raises(QuestionTooLong, match="too long"):
+        chain.invoke("Why " + "really " * 600 + "?")
+
+
+def test_the_fixed_prefix_is_reused_between_questions(sample_chain):
+    """The second question evaluates only its own tokens: llama.cpp's state after the first
+    already holds the system prompt, and the chain's prompt starts with exactly it."""
+    sample_chain.invoke("How long must passwords be?")
+    llama = sample_chain.model._llama
+    first = list(llama._input_ids)
+    sample_chain.invoke("When does the Singapore office open?")
+    second = list(llama._input_ids)
+    shared = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        shared += 1
+    system_tokens = sample_chain.model.count_tokens(prompts.SYSTEM["en"])
+    assert shared >= system_tokens

@@ -1,0 +1,42 @@
+"""Faults the real model cannot produce on demand, injected with a named fake chat model."""
+
+from collections.abc import Iterator
+
+from kb import prompts
+from kb.chain import AnswerChain
+from kb.models.llm import ChatModel
+
+
+class FakeInventingModel(ChatModel):
+    """A fake: always 'answers' with an invention, as small models do when sources are silent."""
+
+    def __init__(self, reply: str, real: ChatModel) -> None:
+        super().__init__(real.chat, "fake", real.context_window)
+        self.reply = reply
+
+    def stream(
+        self, messages, max_tokens, stop=None, grammar=None, usage=None, watch_reply=None
+    ) -> Iterator[str]:
+        yield from (self.reply[i : i + 4] for i in range(0, len(self.reply), 4))
+
+
+def test_an_unsupported_answer_is_replaced_by_quoted_evidence(sample_settings, sample_chain):
+    fake = FakeInventingModel(
+        "The hotel cap is USD 950 per night, set by John Smith [1].", sample_chain.model
+    )
+    chain = AnswerChain(sample_settings, sample_chain.retriever, fake)
+    events = list(chain.stream("What is the hotel cap in tier-1 cities?"))
+    streamed = "".join(e["text"] for e in events if e["type"] == "token")
+    answer = events[-1]["answer"]
+    assert "950" in streamed, "the invention was streamed, then withdrawn"
+    assert answer.refused and answer.refusal_reason == "unsupported"
+    assert answer.answer == prompts.REFUSAL["en"]
+    assert "950" not in answer.answer
+    assert any("180" in q["text"] for q in answer.evidence), "the real figure is quoted"
+
+
+def test_a_model_that_says_not_found_is_a_refusal(sample_settings, sample_chain):
+    fake = FakeInventingModel("NOT FOUND", sample_chain.model)
+    chain = AnswerChain(sample_settings, sample_chain.retriever, fake)
+    answer = chain.invoke("What is the hotel cap in tier-1 cities?")
+    assert answer.refused and answer.refusal_reason == "not_in_sources"
