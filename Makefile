@@ -50,9 +50,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+EVAL := ../shared/eval
+ANSWER_KB := bench/work/answer-kb
+
+# Long (an hour or more on two cores); each script writes bench/results/ and skips cleanly
+# when ../shared/eval is absent.
 bench: setup
 	$(BIN)/python bench/ingest_bench.py
-	$(BIN)/python bench/answer_bench.py
+	$(BIN)/python bench/answer_bench.py speed
+	test ! -d $(EVAL) || KB_HOME=$(ANSWER_KB) $(BIN)/kb ingest $(EVAL)/cmrc2018/docs \
+		$(EVAL)/xquad_en/docs $(EVAL)/xquad_zh/docs $(EVAL)/dragonball_en/docs
+	$(BIN)/python bench/answer_bench.py quality --home $(ANSWER_KB)
+	$(BIN)/python bench/eval_baseline.py
 	$(BIN)/python bench/ui_bench.py
 
 clean:

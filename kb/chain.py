@@ -25,7 +25,7 @@ from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from kb import prompts
 from kb.config import Settings
-from kb.evidence import Evidence, select_evidence, support
+from kb.evidence import Evidence, missing_constraints, select_evidence, support
 from kb.models.llm import ChatModel, Usage
 from kb.retrieve import Retriever
 from kb.store import Hit
@@ -39,6 +39,7 @@ DEFAULT_MIN_RELEVANCE = 0.0
 MIN_COVERAGE = 0.30  # share of the question's key terms present in the evidence
 MAX_NOT_FOUND_PROB = 0.5  # the model's first-step probability of its not-found reply
 MIN_SUPPORT = 0.5  # share of the answer's terms and numbers present in the evidence
+MISSING_CONSTRAINT_REFUSES = True  # an answer whose sources miss the question's year or month
 
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 SYNTHESIS = re.compile(
@@ -284,7 +285,6 @@ class AnswerChain:
 
     def _answer(self, state: dict) -> Iterator[dict]:
         language = state["language"]
-        hits: list[Hit] = state["hits"]
         timings: dict[str, float | int | None] = {
             "retrieve_ms": round(state["retrieve_ms"], 1),
             "first_token_ms": None,
@@ -381,6 +381,16 @@ class AnswerChain:
         )
         supported = support(body, source_text, state["standalone"])
         state["diagnostics"]["support"] = round(supported, 4)
+        cited_text = [body] + [
+            f"{hits[i].metadata.get('title', '')} {s.text}"
+            for i, group in evidence.by_hit().items()
+            for s in group
+            if support(s.text, body) > 0.3
+        ]
+        missing = missing_constraints(state["standalone"], cited_text)
+        state["diagnostics"]["constraints_missing"] = len(missing)
+        if missing and MISSING_CONSTRAINT_REFUSES:
+            return self._refusal(state, "unsupported", text)
         if supported < MIN_SUPPORT:
             return self._refusal(state, "unsupported", text)
         cited_numbers = [int(n) for n in _CITATION.findall(text)]

@@ -90,7 +90,7 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(130) from None
     except typer.Exit:
         raise
-    except Exception as exc:  # a bug, not a user error: one line unless --verbose
+    except Exception as exc:  # noqa: BLE001 - a bug, not a user error: one line unless --verbose
         if _state["verbose"]:
             err.print_exception()
         else:

@@ -168,3 +168,33 @@ def support(answer: str, source_text: str, question: str = "") -> float:
     if missing_numbers:
         share = min(share, 1 - len(missing_numbers) / max(len(numbers), 1))
     return share
+
+
+_MONTHS = (
+    "january february march april may june july august september october november december"
+).split()
+_YEAR = re.compile(r"(?<!\d)(1[6-9]\d\d|20\d\d)(?!\d)")
+_ZH_MONTH = re.compile(r"(?<![\d十])(1[0-2]|[1-9]|十[一二]?|[一二三四五六七八九])月")
+
+
+def time_constraints(question: str) -> set[str]:
+    """Years and months a question pins its answer to ("in August 2020", "2021年3月")."""
+    text = normalize(question)
+    found = set(_YEAR.findall(text))
+    found |= {m for m in _MONTHS if m != "may" and re.search(rf"\b{m}\b", text)}
+    if re.search(r"\b(in|of|since|during|until|by|from)\s+may\b|\bmay\s+\d|\d\s+may\b", text):
+        found.add("may")  # the month, not the verb
+    found |= {f"{m}月" for m in _ZH_MONTH.findall(text)}
+    return found
+
+
+def missing_constraints(question: str, texts: Sequence[str]) -> set[str]:
+    """The question's time constraints that none of `texts` mentions.
+
+    An answer about "April" to a question about "February 2020" answers another question.
+    """
+    wanted = time_constraints(question)
+    if not wanted:
+        return set()
+    have = normalize(" ".join(texts))
+    return {w for w in wanted if w not in have}

@@ -219,7 +219,8 @@ class Manifest:
     def touch_file(self, collection: str, root: str, source: str, size: int, mtime_ns: int) -> None:
         """Record a new mtime for a file whose content did not change."""
         self._run(
-            "UPDATE files SET size = ?, mtime_ns = ? WHERE collection = ? AND root = ? AND source = ?",
+            "UPDATE files SET size = ?, mtime_ns = ?"
+            " WHERE collection = ? AND root = ? AND source = ?",
             (size, mtime_ns, collection, root, source),
         )
 

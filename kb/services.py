@@ -6,6 +6,7 @@ define them, so a Streamlit server or a batch run never reloads them per questio
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -54,6 +55,16 @@ def ingest(
         progress=progress,
     )
     return pipeline.run(paths, prune=prune)
+
+
+@atexit.register
+def _close_models() -> None:
+    # llama-cpp-python frees its model in __del__, which at interpreter exit runs after the
+    # library's own helpers are gone and prints a TypeError; closing first avoids that.
+    for model in _chat_models.values():
+        llama = getattr(model, "_llama", None)
+        if llama is not None:
+            llama.close()
 
 
 def chat_model(settings: Settings):

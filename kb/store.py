@@ -11,6 +11,7 @@ names and forgets it, so the next ingestion adds the file again. Nothing else wr
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import re
 import time
@@ -185,10 +186,9 @@ class Store:
         return self.collection(collection).count()
 
     def drop_collection(self, name: str) -> None:
-        try:
+        # Deleting what is already gone is fine.
+        with contextlib.suppress(Exception):
             self.client.delete_collection(_CHROMA_PREFIX + validate_collection(name))
-        except Exception:  # noqa: BLE001 - deleting what is already gone is fine
-            pass
         self._collections.pop(name, None)
         self.manifest.drop_collection(name)
 

@@ -46,11 +46,8 @@ def join_sentences(sentences: list[str]) -> str:
     """Join sentences the way the language writes them: no space between Chinese ones."""
     out = ""
     for sentence in sentences:
-        if (
-            out
-            and not (is_cjk(out[-1]) or out[-1] in "。！？；")
-            or out
-            and not is_cjk(sentence[0])
+        if (out and not (is_cjk(out[-1]) or out[-1] in "。！？；")) or (
+            out and not is_cjk(sentence[0])
         ):
             out += " "
         out += sentence

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ FACTS = {
 
 def write_corpus(folder: Path, w) -> dict[str, str]:
     """Write one real document of every supported format into `folder`; returns FACTS."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     folder.mkdir(parents=True, exist_ok=True)
     w.write_pdf(
@@ -146,7 +147,7 @@ def write_corpus(folder: Path, w) -> dict[str, str]:
         sender="Office <office@example.com>",
         to="all@example.com",
         subject="Town hall location",
-        date=datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc),
+        date=datetime(2026, 1, 5, 9, 0, tzinfo=UTC),
         message_id="<townhall@example.com>",
         body=f"Hello all,\n\n{FACTS['mail.eml']}\n\nRegards,\nOffice\n",
     )

@@ -1,5 +1,5 @@
 """The same code against servers, by configuration alone: a real Chroma server (`chroma run`)
-and an OpenAI-compatible chat server (a minimal one, serving the real bundled GGUF model)."""
+and an OpenAI-compatible chat server (a minimal one, serving the real bundled default GGUF)."""
 
 import json
 import socket
@@ -9,6 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -82,7 +83,7 @@ class _OpenAIChatHandler(BaseHTTPRequestHandler):
 
     llama = None
     lock = threading.Lock()
-    requests: list = []
+    requests: ClassVar[list] = []
 
     def log_message(self, *args):
         pass
@@ -121,7 +122,7 @@ def openai_server():
     from kb.models.bundled import resolve_gguf
 
     settings = Settings()
-    path = resolve_gguf("qwen2.5-0.5b", settings.models_dir)
+    path = resolve_gguf(settings.llm_model, settings.models_dir)
     _OpenAIChatHandler.llama = Llama(
         model_path=str(path), n_ctx=4096, n_threads=2, seed=42, verbose=False
     )
@@ -148,5 +149,5 @@ def test_answers_through_an_openai_compatible_server(openai_server, sample_kb):
 def test_unreachable_model_server_is_reported(sample_kb):
     settings = Settings(home=sample_kb, llm_url=f"http://127.0.0.1:{free_port()}/v1")
     chain = services.answer_chain(settings)
-    with pytest.raises(Exception, match="(?i)connect"):
+    with pytest.raises(Exception, match=r"(?i)connect"):
         chain.invoke("When does the Singapore office open?")

@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from conftest import run_kb
 
 TEST_MODEL: dict[str, str] = {}  # the default bundled model, as users run it

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests_support import assert_consistent_home
 
 N_DOCS = 24

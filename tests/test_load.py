@@ -100,8 +100,11 @@ def test_reflow_joins_wrapped_lines_but_keeps_headings():
 
 
 def test_reflow_joins_chinese_without_spaces():
-    page = "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累\n计，入职当年按比例折算。"
+    page = (
+        "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累\n"
+        "计，入职当年按比例折算。"
+    )
     assert (
-        reflow(page)
-        == "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，年假按月累计，入职当年按比例折算。"
+        reflow(page) == "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，"
+        "年假按月累计，入职当年按比例折算。"
     )

