@@ -51,7 +51,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 EVAL := ../shared/eval
-ANSWER_KB := bench/work/answer-kb
+ANSWER_KB := bench/work/answer-eval-kb
 
 # Long (an hour or more on two cores); each script writes bench/results/ and skips cleanly
 # when ../shared/eval is absent.

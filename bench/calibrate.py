@@ -35,6 +35,7 @@ def collect(settings, limit: int) -> list[dict]:
     chain_module.MAX_NOT_FOUND_PROB = 2.0
     chain_module.MIN_SUPPORT = -1.0
     chain_module.MISSING_CONSTRAINT_REFUSES = False
+    chain_module.INVENTED_NUMBER_REFUSES = False
     chain = services.answer_chain(settings)
     chain.min_relevance = -1.0
     questions = [

@@ -170,6 +170,16 @@ def support(answer: str, source_text: str, question: str = "") -> float:
     return share
 
 
+def invented_numbers(answer: str, source_text: str, question: str = "") -> list[str]:
+    """Numbers in the answer that neither the sources nor the question contain.
+
+    An invented figure is the most harmful thing a small model says; unlike term overlap, a
+    missing number rarely means a harmless paraphrase.
+    """
+    known = normalize(source_text) + " " + normalize(question)
+    return [n for n in _NUMBER.findall(normalize(answer)) if n not in known]
+
+
 _MONTHS = (
     "january february march april may june july august september october november december"
 ).split()
