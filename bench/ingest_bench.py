@@ -116,7 +116,11 @@ def variant_limit(texts_file: Path) -> dict:
 
 def variant_stock(corpus: Path, home: Path) -> dict:
     from langchain_chroma import Chroma
-    from langchain_community.document_loaders import DirectoryLoader, UnstructuredFileLoader
+    from langchain_community.document_loaders import (
+        DirectoryLoader,
+        PyPDFium2Loader,
+        UnstructuredFileLoader,
+    )
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
     from kb import services
@@ -124,14 +128,12 @@ def variant_stock(corpus: Path, home: Path) -> dict:
 
     embeddings = services.embeddings(Settings())
     started = time.perf_counter()
-    loader = DirectoryLoader(
-        str(corpus),
-        glob="**/*.*",
-        loader_cls=UnstructuredFileLoader,
-        loader_kwargs={"strategy": "fast"},
-        silent_errors=False,
-    )
-    docs = loader.load()
+    # unstructured's PDF partitioner needs its [pdf] extra (not installed: kb reads PDFs with
+    # pdfium), so the stock pipeline gets LangChain's own pdfium loader for PDFs.
+    docs = DirectoryLoader(
+        str(corpus), glob="**/*.md", loader_cls=UnstructuredFileLoader, silent_errors=False
+    ).load()
+    docs += DirectoryLoader(str(corpus), glob="**/*.pdf", loader_cls=PyPDFium2Loader).load()
     splits = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200).split_documents(
         docs
     )
