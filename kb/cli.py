@@ -542,6 +542,8 @@ def evaluate(
     from kb.eval import report, runner
 
     if compare:
+        # `--compare A.json B.json`: Typer binds B.json to the positional files.
+        compare = [*compare, *(qa_files or [])]
         with _errors():
             if len(compare) != 2:
                 raise UserError("--compare needs exactly two summary.json files")

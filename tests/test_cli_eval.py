@@ -1,0 +1,92 @@
+"""`kb eval` end to end on the sample documents with a hand-written question file."""
+
+import json
+
+from conftest import run_kb
+
+QUESTIONS = [
+    {
+        "question": "How many days of annual leave do managers get?",
+        "answers": ["20 days"],
+        # page-level gold: zero-based page 1 is the handbook's second page
+        "gold_ids": ["employee-handbook-p001"],
+        "lang": "en",
+        "type": "policy",
+    },
+    {
+        "question": "What is the hotel cap per night in tier-1 cities?",
+        "answers": ["USD 180", "180"],
+        "gold_ids": ["travel-expense-policy"],
+        "lang": "en",
+        "type": "policy",
+    },
+    {
+        "question": "经理每年有几天年假？",
+        "answers": ["20天", "二十天"],
+        "gold_ids": ["员工手册"],
+        "lang": "zh",
+        "type": "policy",
+    },
+    {
+        "question": "What colour is the CEO's car?",
+        "answers": [],
+        "gold_ids": [],
+        "unanswerable": True,
+        "lang": "en",
+        "type": "unanswerable",
+    },
+]
+
+
+def test_eval_measures_retrieval_and_answers_on_the_samples(sample_kb, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in QUESTIONS) + "\n")
+    out = tmp_path / "report"
+    result = run_kb(
+        "eval",
+        str(qa),
+        "--answers",
+        "--k",
+        "1,5",
+        "--out",
+        str(out),
+        env={"KB_HOME": str(sample_kb)},
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["n"] == 4
+    overall = summary["overall"]
+    assert overall["hit@5"] == 1.0, "every gold document (and page) is retrieved in the top 5"
+    assert overall["answer_contained"] >= 2 / 3
+    assert overall["refusal_rate"] == 1.0, "the unanswerable question is refused"
+    assert set(summary["groups"]["lang"]) == {"en", "zh"}
+    assert (out / "report.md").read_text(encoding="utf-8").startswith("# kb eval")
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_compare_prints_the_difference(sample_kb, tmp_path):
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in QUESTIONS[:3]) + "\n")
+    env = {"KB_HOME": str(sample_kb)}
+    for k, name in (("1", "a"), ("1", "b")):
+        assert (
+            run_kb("eval", str(qa), "--k", k, "--out", str(tmp_path / name), env=env).returncode
+            == 0
+        )
+    result = run_kb(
+        "eval",
+        "--compare",
+        str(tmp_path / "a" / "summary.json"),
+        str(tmp_path / "b" / "summary.json"),
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hit@1" in result.stdout
+
+
+def test_eval_names_a_malformed_question_file(tmp_path, sample_kb):
+    qa = tmp_path / "bad.jsonl"
+    qa.write_text('{"question": "ok", "answers": [], "gold_ids": []}\nnot json\n')
+    result = run_kb("eval", str(qa), env={"KB_HOME": str(sample_kb)})
+    assert result.returncode != 0
+    assert "bad.jsonl:2" in result.stderr
