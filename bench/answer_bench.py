@@ -297,24 +297,17 @@ def run_kb_chain(settings, questions) -> list[dict]:
     from kb import services
 
     chain = services.answer_chain(settings)
-    records = []
-    for i, (name, q) in enumerate(questions, start=1):
-        answer = chain.invoke(q["question"])
-        records.append(
-            {
-                "set": name,
-                "question": q["question"],
-                "answers": q["answers"],
-                "unanswerable": bool(q.get("unanswerable")),
-                "answer": answer.answer,
-                "refused": answer.refused,
-                "first_token_ms": answer.timings["first_token_ms"],
-                "total_ms": answer.timings["total_ms"],
-            }
-        )
-        if i % 50 == 0:
-            print(f"  kb chain {i}/{len(questions)}", file=sys.stderr, flush=True)
-    return records
+    return eval_sets.ask_all(
+        chain,
+        questions,
+        lambda answer: {
+            "answer": answer.answer,
+            "refused": answer.refused,
+            "first_token_ms": answer.timings["first_token_ms"],
+            "total_ms": answer.timings["total_ms"],
+        },
+        "kb chain",
+    )
 
 
 _STUFF_REFUSAL = (

@@ -42,23 +42,16 @@ def collect(settings, limit: int) -> list[dict]:
         (name, r) for name in SPAN_SETS for r in eval_sets.questions(name, "calibrate", limit)
     ]
     questions += [(n, r) for n in ["dragonball_en"] for r in eval_sets.questions(n, "calibrate")]
-    records = []
-    for i, (name, q) in enumerate(questions, start=1):
-        answer = chain.invoke(q["question"])
-        records.append(
-            {
-                "set": name,
-                "id": q["id"],
-                "unanswerable": bool(q.get("unanswerable")),
-                "model_refused": answer.refused,
-                "answer": answer.answer,
-                "answers": q["answers"],
-                **answer.diagnostics,
-            }
-        )
-        if i % 25 == 0:
-            print(f"{i}/{len(questions)}", flush=True)
-    return records
+    return eval_sets.ask_all(
+        chain,
+        questions,
+        lambda answer: {
+            "model_refused": answer.refused,
+            "answer": answer.answer,
+            **answer.diagnostics,
+        },
+        "calibration",
+    )
 
 
 def refused(r: dict, t: dict) -> bool:

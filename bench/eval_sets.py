@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 HALVES = ("calibrate", "report")
@@ -36,3 +39,26 @@ def questions(name: str, half: str, limit: int | None = None, seed: int = 21) ->
     if limit is not None and limit < len(rows):
         rows = random.Random(seed).sample(rows, limit)
     return rows
+
+
+def ask_all(
+    chain: Any, questions: list[tuple[str, dict]], fields: Callable[[Any], dict], label: str
+) -> list[dict]:
+    """Ask every question through `chain`; one record each: the question's set, its gold data
+    and whatever `fields` takes from the Answer. Progress goes to stderr."""
+    records = []
+    for i, (name, q) in enumerate(questions, start=1):
+        answer = chain.invoke(q["question"])
+        records.append(
+            {
+                "set": name,
+                "id": q["id"],
+                "question": q["question"],
+                "answers": q["answers"],
+                "unanswerable": bool(q.get("unanswerable")),
+                **fields(answer),
+            }
+        )
+        if i % 25 == 0:
+            print(f"  {label} {i}/{len(questions)}", file=sys.stderr, flush=True)
+    return records
