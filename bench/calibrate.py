@@ -4,7 +4,8 @@
 
 Runs the real chain with every refusal gate open, records the signals behind each decision
 (retrieval relevance, question coverage, the model's first-step probability of "not found",
-answer support, missing time constraints), then picks the thresholds that refuse the most
+answer support, missing time constraints, invented numbers, the model's own check of its
+answer), then picks the thresholds that refuse the most
 unanswerable questions while refusing at most --max-false of the answerable ones. Answerable
 questions come from several sets (span QA in both languages and dragonball_en), unanswerable
 ones from dragonball_en; all from the "calibrate" half (bench/eval_sets.py), never the half
@@ -36,6 +37,7 @@ def collect(settings, limit: int) -> list[dict]:
     chain_module.MIN_SUPPORT = -1.0
     chain_module.MISSING_CONSTRAINT_REFUSES = False
     chain_module.INVENTED_NUMBER_REFUSES = False
+    chain_module.MIN_CHECK_PROB = -1.0
     chain = services.answer_chain(settings)
     chain.min_relevance = -1.0
     questions = [
@@ -65,6 +67,10 @@ def refused(r: dict, t: dict) -> bool:
         return True
     if r.get("support") is not None and r["support"] < t["min_support"]:
         return True
+    if t["invented_number"] and r.get("invented_numbers"):
+        return True
+    if r.get("p_checked") is not None and r["p_checked"] < t["min_check"]:
+        return True
     return bool(t["missing_constraint"] and r.get("constraints_missing"))
 
 
@@ -77,10 +83,12 @@ def rates(records: list[dict], t: dict) -> tuple[float, float]:
 def search(records: list[dict], max_false: float) -> list[dict]:
     grid = {
         "min_relevance": [0.0, 0.76, 0.78, 0.80],
-        "min_coverage": [0.0, 0.2, 0.25, 0.3, 0.35, 0.4],
+        "min_coverage": [0.0, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65],
         "max_p_not_found": [0.2, 0.25, 0.3, 0.35, 0.4, 0.5, 2.0],
-        "min_support": [0.0, 0.3, 0.4, 0.5, 0.6],
+        "min_support": [0.0, 0.4, 0.6],
         "missing_constraint": [False, True],
+        "invented_number": [False, True],
+        "min_check": [0.0, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8],
     }
     found = []
     for values in itertools.product(*grid.values()):
@@ -111,7 +119,8 @@ def main() -> None:
     if args.records:
         records = json.loads(args.records.read_text())
     else:
-        settings = Settings(home=args.home, llm_model=args.model)
+        # The answer check is off by default; on here so that its signal is measured too.
+        settings = Settings(home=args.home, llm_model=args.model, answer_check=True)
         records = collect(settings, args.limit)
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"calibration-signals-{args.model}.json").write_text(
@@ -136,14 +145,15 @@ def main() -> None:
         f"answerable ones. Best threshold sets with false refusals ≤ {args.max_false}:",
         "",
         "| min relevance | min coverage | max p(not found) | min support | "
-        "missing time constraint refuses | refusal | false refusal |",
-        "|---|---|---|---|---|---|---|",
+        "missing time constraint refuses | invented number refuses | min p(check yes) | "
+        "refusal | false refusal |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in best:
         lines.append(
             f"| {f['min_relevance']} | {f['min_coverage']} | {f['max_p_not_found']} | "
-            f"{f['min_support']} | {f['missing_constraint']} | {f['refusal']} | "
-            f"{f['false_refusal']} |"
+            f"{f['min_support']} | {f['missing_constraint']} | {f['invented_number']} | "
+            f"{f['min_check']} | {f['refusal']} | {f['false_refusal']} |"
         )
     (RESULTS / "calibration.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     answer_grammar: bool = Field(
         False, description="Force the answer format with a llama.cpp grammar (local models)."
     )
+    answer_check: bool = Field(
+        False,
+        description="After answering, ask the model whether the sources state its answer and "
+        "refuse when it doubts (~0.6 s; pays with models larger than the bundled ones).",
+    )
     min_relevance: float = Field(
         -1.0,
         description="Refuse below this retrieval relevance; -1 uses the value calibrated for the "

@@ -70,8 +70,10 @@ def select_evidence(
     budget_tokens: int,
     count_tokens: Callable[[str], int],
     max_sentences: int = 3,
+    cover_sentences: int = 1,
 ) -> Evidence:
-    """Pick the best sentences of `hits` for `question` within `budget_tokens` model tokens."""
+    """Pick the best sentences of `hits` for `question` within `budget_tokens` model tokens,
+    plus up to `cover_sentences` that mention parts of the question the best ones miss."""
     question_terms = set(terms(question))
     sentences = candidate_sentences(hits)
     if not sentences:
@@ -108,8 +110,55 @@ def select_evidence(
             cost = budget_tokens
         chosen.append(sentence)
         used += cost
+    chosen += _covering_sentences(
+        question, hits, sentences, chosen, budget_tokens - used, count_tokens, cover_sentences
+    )
     coverage = question_coverage(question, [s.text for s in chosen], hits)
     return Evidence(chosen, coverage, ranked[0].score)
+
+
+def _covering_sentences(
+    question: str,
+    hits: Sequence[Hit],
+    candidates: Sequence[Sentence],
+    chosen: Sequence[Sentence],
+    room: int,
+    count_tokens: Callable[[str], int],
+    limit: int,
+) -> list[Sentence]:
+    """Sentences that mention what the chosen ones leave out of the question, most first.
+
+    The best-scoring sentences all repeat the question's most prominent part; a question about
+    two companies or two years then reaches the model, and the coverage gate, with only one of
+    them. With it (and framing words out of the question's terms, kb.text), false refusals of
+    answerable dragonball_en questions fell from 0.17 to 0.07 on the report half, refusals of
+    unanswerable ones unchanged (README, "Refusal calibration").
+    """
+    wanted = key_terms(question)
+    idf = _idf(wanted, [key_terms(h.text) for h in hits])
+    covered: set[str] = set()
+    for sentence in chosen:
+        covered |= key_terms(sentence.text)
+    for hit in hits:
+        covered |= key_terms(str(hit.metadata.get("title", "")))
+    added: list[Sentence] = []
+    for _ in range(limit):
+        best, best_gain = None, 0.0
+        for sentence in candidates:
+            if sentence in chosen or sentence in added:
+                continue
+            gain = sum(idf[t] for t in wanted - covered if t in key_terms(sentence.text))
+            if gain > best_gain:
+                best, best_gain = sentence, gain
+        if best is None:
+            break
+        cost = count_tokens(best.text) + 2
+        if cost > room:
+            break
+        added.append(best)
+        room -= cost
+        covered |= key_terms(best.text)
+    return added
 
 
 def question_coverage(question: str, texts: Sequence[str], hits: Sequence[Hit]) -> float:

@@ -22,6 +22,13 @@ EN_STOPWORDS = frozenset(
     if because while until again further once here both few nor off s t don now according
     give tell name list describe explain based""".split()
 )
+# Words that frame a question ("compare …", "… respectively", "when did … occur") rather than
+# name what it is about: an answer need not repeat them, so they do not count towards coverage.
+EN_STOPWORDS |= frozenset(
+    """compare compared comparing comparison respectively between among earlier later happen
+    happened happens occur occurred occurs specific specifically mention mentioned regarding
+    summarize summarise summary""".split()
+)
 # Question words and particles that never identify content in a Chinese question.
 ZH_STOP_CHARS = frozenset("的了是在和与及或吗呢吧啊么什么哪谁几多少怎样如何为何请问是否有没")
 

@@ -116,3 +116,53 @@ def test_the_fixed_prefix_is_reused_between_questions(sample_chain):
         shared += 1
     system_tokens = sample_chain.model.count_tokens(prompts.SYSTEM["en"])
     assert shared >= system_tokens
+
+
+def _prepared(chain, question: str) -> dict:
+    state = {"question": question, "history": [], "started": 0.0}
+    return chain._prepare(chain._retrieve(chain._condense(state)))
+
+
+def test_the_answer_check_doubts_an_answer_to_another_question(sample_chain):
+    """The model's check, on the real model: an answer the sources state passes, a figure they
+    never give does not."""
+    import kb.chain
+
+    state = _prepared(sample_chain, "What is the hotel cap in tier-1 cities?")
+    with sample_chain.model.turn():
+        faithful = sample_chain._check(state, "The hotel cap is USD 180 per night [1].")
+        invented = sample_chain._check(state, "The hotel cap is USD 950 per night [1].")
+        other = sample_chain._check(state, "The Singapore office opens in March 2027 [1].")
+    assert faithful >= kb.chain.MIN_CHECK_PROB > max(invented, other)
+    assert state["diagnostics"]["check_ms"] > 0
+
+
+def test_the_answer_check_reuses_the_evaluated_answer_prompt(sample_chain, monkeypatch):
+    """The check repeats the answer prompt with the answer appended, so its tokens start with
+    what llama.cpp has evaluated for the answer: only the check's own few are new."""
+    model = sample_chain.model
+    llama = model._llama
+    seen: dict[str, list[int]] = {}
+    real = model.reply_probs
+
+    def spy(messages, options):
+        seen["before"] = list(llama._input_ids)
+        result = real(messages, options)
+        seen["after"] = list(llama._input_ids)
+        return result
+
+    monkeypatch.setattr(model, "reply_probs", spy)
+    checked = AnswerChain(
+        sample_chain.settings.model_copy(update={"answer_check": True}),
+        sample_chain.retriever,
+        model,
+    )
+    answer = checked.invoke("How long must passwords be?")
+    assert not answer.refused and "p_checked" in answer.diagnostics
+    before, after = seen["before"], seen["after"]
+    pairs = enumerate(zip(before, after, strict=False))
+    shared = next((i for i, (a, b) in pairs if a != b), len(before))
+    answer_tokens = answer.timings["completion_tokens"]
+    # Shared: the whole prompt but its closing template tokens (the answer follows those).
+    assert shared >= len(before) - answer_tokens - 12
+    assert len(after) - shared < 120

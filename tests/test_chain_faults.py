@@ -40,3 +40,25 @@ def test_a_model_that_says_not_found_is_a_refusal(sample_settings, sample_chain)
     chain = AnswerChain(sample_settings, sample_chain.retriever, fake)
     answer = chain.invoke("What is the hotel cap in tier-1 cities?")
     assert answer.refused and answer.refusal_reason == "not_in_sources"
+
+
+class FakeDoubtingModel(FakeInventingModel):
+    """A fake: answers like the real model but, asked to check its answer, says no."""
+
+    def reply_probs(self, messages, options):
+        return {"yes": 0.05, "no": 0.95}
+
+
+def test_an_answer_the_model_doubts_is_replaced_by_quoted_evidence(sample_settings, sample_chain):
+    fake = FakeDoubtingModel("The hotel cap is USD 180 per night [1].", sample_chain.model)
+    checked = sample_settings.model_copy(update={"answer_check": True})
+    chain = AnswerChain(checked, sample_chain.retriever, fake)
+    answer = chain.invoke("What is the hotel cap in tier-1 cities?")
+    assert answer.refused and answer.refusal_reason == "unsupported"
+    assert answer.diagnostics["p_checked"] == 0.05
+    assert answer.model_answer.startswith("The hotel cap is USD 180")
+    assert any("180" in q["text"] for q in answer.evidence), "the sources' words are quoted"
+
+    unchecked = AnswerChain(sample_settings, sample_chain.retriever, fake)  # the default: off
+    kept = unchecked.invoke("What is the hotel cap in tier-1 cities?")
+    assert not kept.refused and "p_checked" not in kept.diagnostics

@@ -67,3 +67,19 @@ def test_support_in_chinese():
     source = "住宿标准一线城市每晚不超过1200元，其他城市每晚不超过800元。"
     assert support("一线城市每晚不超过1200元", source) == 1.0
     assert support("一线城市每晚不超过2000元", source) < 0.5
+
+
+def test_a_question_about_two_subjects_gets_evidence_for_both():
+    alpha = hit(
+        "Alpha Corp paid a dividend of $5 million in 2018. Alpha Corp raised its dividend "
+        "policy target in 2018. The dividend of Alpha Corp was approved by its board in 2018.",
+        "Alpha Corp report",
+    )
+    beta = hit("Beta Ltd paid a dividend of $7 million in 2019.", "Beta Ltd report", score=0.70)
+    question = "Compare the dividend of Alpha Corp in 2018 and Beta Ltd in 2019."
+    evidence = select_evidence(question, [alpha, beta], 200, count, max_sentences=2)
+    texts = [s.text for s in evidence.sentences]
+    assert any("Beta" in t for t in texts), texts
+    assert len(texts) == 3, "two best sentences plus one covering the other company"
+    without = select_evidence(question, [alpha, beta], 200, count, 2, cover_sentences=0)
+    assert evidence.coverage > without.coverage

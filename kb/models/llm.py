@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +125,57 @@ class ChatModel:
             return scores
 
         return LogitsProcessorList([watch])
+
+    def reply_probs(
+        self, messages: Sequence[BaseMessage], options: Mapping[str, Sequence[str]]
+    ) -> dict[str, float]:
+        """How likely the model's reply starts with each option (e.g. {"yes": [...], "no": [...]},
+        each listing spellings), normalised over the options. Call inside `turn()`.
+
+        A local model gives graded probabilities from its first step's logits, which a threshold
+        can calibrate; a server's one sampled word counts as certainty.
+        """
+        if self._llama is None:
+            reply = "".join(c.content for c in self.chat.stream(list(messages), max_tokens=4))
+            reply = str(reply).strip().lower()
+            chosen = next(
+                (
+                    k
+                    for k, words in options.items()
+                    if any(reply.startswith(w.lower()) for w in words)
+                ),
+                None,
+            )
+            return {k: float(k == chosen) for k in options}
+        import numpy as np
+        from llama_cpp import LogitsProcessorList
+
+        ids = {
+            name: {
+                self._llama.tokenize(w.encode("utf-8"), add_bos=False, special=False)[0]
+                for w in words
+            }
+            for name, words in options.items()
+        }
+        seen: dict[str, float] = {}
+
+        def watch(input_ids, scores):
+            if not seen:
+                logits = np.asarray(scores, dtype=np.float64)
+                probs = np.exp(logits - logits.max())
+                probs /= probs.sum()
+                seen.update(
+                    {name: float(sum(probs[t] for t in tokens)) for name, tokens in ids.items()}
+                )
+            return scores
+
+        processors = LogitsProcessorList([watch])
+        for _ in self.chat.stream(list(messages), max_tokens=1, logits_processor=processors):
+            pass
+        total = sum(seen.values())
+        if not total:
+            return {name: 1.0 / len(options) for name in options}
+        return {name: value / total for name, value in seen.items()}
 
     def stream(
         self,
