@@ -373,7 +373,17 @@ def run_stuff_chain(settings, questions) -> list[dict]:
     return records
 
 
-def quality(home: Path, models: list[str], span: int, stuff: int, parts: set[str]) -> dict:
+def quality(
+    home: Path,
+    models: list[str],
+    span: int,
+    stuff: int,
+    parts: set[str],
+    evidence: list[tuple[int, int]] | None = None,
+) -> dict:
+    """`parts`: "kb" (the report sample), "stuff" (the reference, on a smaller sample) and
+    "kb-on-stuff-sample" (kb on the reference's sample, once per (context tokens, sentences)
+    in `evidence`, so the two chains are compared on the same questions)."""
     from kb.config import Settings
 
     # Merge into earlier results, so the kb chain and the slow reference can run separately.
@@ -395,6 +405,16 @@ def quality(home: Path, models: list[str], span: int, stuff: int, parts: set[str
             )
             out["stuff"][model] = _score(run_stuff_chain(settings, stuff_questions))
             _save("quality", out)
+        if stuff and "kb-on-stuff-sample" in parts:
+            same = out.setdefault("kb_on_stuff_sample", {})
+            for tokens, sentences in evidence or [(settings.context_tokens, 3)]:
+                tuned = settings.model_copy(
+                    update={"context_tokens": tokens, "evidence_sentences": sentences}
+                )
+                label = f"{model}, evidence {tokens} tokens / {sentences} sentences"
+                print(f"kb chain, {label}: {len(stuff_questions)} questions", file=sys.stderr)
+                same[label] = _score(run_kb_chain(tuned, stuff_questions))
+                _save("quality", out)
     return out
 
 
@@ -441,11 +461,16 @@ def render(results: dict) -> str:
             "| false refusal (dragonball) | false refusal (span sets) | TTFT p50 | n |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for kind in ("kb", "stuff"):
+        names = {
+            "kb": "kb",
+            "stuff": "stuff (LangChain)",
+            "kb_on_stuff_sample": "kb, stuff's sample",
+        }
+        for kind, name in names.items():
             for model, s in q.get(kind, {}).items():
                 ac = s["answer_contained"]
                 lines.append(
-                    f"| {'kb' if kind == 'kb' else 'stuff (LangChain)'} | {model} | "
+                    f"| {name} | {model} | "
                     f"{ac['cmrc2018']} | {ac['xquad']} | {s['refusal_unanswerable']} | "
                     f"{s['false_refusal_dragonball']} | {s['false_refusal_span']} | "
                     f"{(s['ttft_ms_p50'] or 0) / 1000:.2f} s | {s['n']} |"
@@ -474,7 +499,14 @@ def main() -> None:
         help="xquad questions per language; cmrc2018 gets twice as many",
     )
     qp.add_argument("--stuff", type=int, default=20, help="stuff-chain questions per group")
-    qp.add_argument("--parts", default="kb,stuff", help="which chains to run: kb, stuff or both")
+    qp.add_argument(
+        "--parts", default="kb,stuff", help="comma-separated: kb, stuff, kb-on-stuff-sample"
+    )
+    qp.add_argument(
+        "--evidence",
+        default="200:3,600:8",
+        help="for kb-on-stuff-sample: context tokens:sentences pairs, comma-separated",
+    )
     args = parser.parse_args()
     if not EVAL.is_dir() and args.what == "quality":
         print(f"skipped: {EVAL} not found")
@@ -485,7 +517,12 @@ def main() -> None:
         results = _save(
             "quality",
             quality(
-                args.home, args.models.split(","), args.span, args.stuff, set(args.parts.split(","))
+                args.home,
+                args.models.split(","),
+                args.span,
+                args.stuff,
+                set(args.parts.split(",")),
+                [tuple(int(x) for x in pair.split(":")) for pair in args.evidence.split(",")],
             ),
         )
     print(render(results))
