@@ -407,7 +407,9 @@ def quality(
             _save("quality", out)
         if stuff and "kb-on-stuff-sample" in parts:
             same = out.setdefault("kb_on_stuff_sample", {})
-            for tokens, sentences in evidence or [(settings.context_tokens, 3)]:
+            for tokens, sentences in evidence or [
+                (settings.context_tokens, settings.evidence_sentences)
+            ]:
                 tuned = settings.model_copy(
                     update={"context_tokens": tokens, "evidence_sentences": sentences}
                 )

@@ -141,13 +141,15 @@ def _covering_sentences(
         covered |= key_terms(sentence.text)
     for hit in hits:
         covered |= key_terms(str(hit.metadata.get("title", "")))
+    taken = {id(sentence) for sentence in chosen}
+    mentions = {id(c): key_terms(c.text) for c in candidates if id(c) not in taken}
     added: list[Sentence] = []
     for _ in range(limit):
         best, best_gain = None, 0.0
         for sentence in candidates:
-            if sentence in chosen or sentence in added:
+            if id(sentence) not in mentions:
                 continue
-            gain = sum(idf[t] for t in wanted - covered if t in key_terms(sentence.text))
+            gain = sum(idf[t] for t in wanted - covered if t in mentions[id(sentence)])
             if gain > best_gain:
                 best, best_gain = sentence, gain
         if best is None:
@@ -157,7 +159,7 @@ def _covering_sentences(
             break
         added.append(best)
         room -= cost
-        covered |= key_terms(best.text)
+        covered |= mentions.pop(id(best))
     return added
 
 

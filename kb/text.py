@@ -101,8 +101,8 @@ def _stem(word: str) -> str:
 
 def key_terms(text: str) -> set[str]:
     """Terms for asking "does this text mention what the question asks about": English content
-    words and single Chinese characters. Bigrams across Chinese word boundaries ("经是" in
-    "锣鼓经是什么") never occur in the answer text, so for coverage single characters measure
+    words and single Chinese characters. Bigrams across Chinese word boundaries ("牌是" in
+    "工牌是什么") rarely occur in the answer text, so for coverage single characters measure
     better: answerable Chinese questions then score like English ones.
     """
     text = normalize(text)

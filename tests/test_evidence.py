@@ -40,20 +40,22 @@ def test_duplicate_sentences_across_chunks_are_quoted_once():
 def test_coverage_is_low_when_the_documents_never_mention_the_topic():
     hits = [
         hit(
-            "Energex Corporation reported revenue growth in 2021. Its CEO changed in May.",
-            "Energex annual report",
+            "Northwind Logistics reported revenue growth in 2021. Its CEO changed in May.",
+            "Northwind annual report",
         )
     ]
     asked = question_coverage(
-        "What was the return on equity of Energex in 2021?", [hits[0].text], hits
+        "What was the return on equity of Northwind in 2021?", [hits[0].text], hits
     )
-    covered = question_coverage("When did the CEO of Energex change in 2021?", [hits[0].text], hits)
+    covered = question_coverage(
+        "When did the CEO of Northwind change in 2021?", [hits[0].text], hits
+    )
     assert asked < 0.6 < covered
 
 
 def test_chinese_coverage_uses_characters_not_cross_word_bigrams():
-    hits = [hit("锣鼓经是大陆传统器乐及戏曲里面常用的打击乐记谱方法。", "锣鼓经")]
-    assert question_coverage("锣鼓经是什么？", [hits[0].text], hits) == 1.0
+    hits = [hit("工牌是员工进出办公楼和会议室时使用的身份凭证。", "工牌")]
+    assert question_coverage("工牌是什么？", [hits[0].text], hits) == 1.0
 
 
 def test_support_accepts_copied_answers_and_rejects_invented_ones():

@@ -108,45 +108,10 @@ class ChatModel:
 
         return LlamaGrammar.from_string(gbnf, verbose=False)
 
-    def _first_token_watch(self, reply: str, usage: Usage) -> Any:
-        """A logits processor that records the first step's probability of `reply`'s first
-        token: a graded "how sure is the model that this is its reply", which a threshold can
-        calibrate, where the sampled text only says yes or no."""
-        import numpy as np
-        from llama_cpp import LogitsProcessorList
-
-        token = self._llama.tokenize(reply.encode("utf-8"), add_bos=False, special=False)[0]
-
-        def watch(input_ids, scores):
-            if usage.first_token_prob is None:
-                logits = np.asarray(scores, dtype=np.float64)
-                probs = np.exp(logits - logits.max())
-                usage.first_token_prob = float(probs[token] / probs.sum())
-            return scores
-
-        return LogitsProcessorList([watch])
-
-    def reply_probs(
-        self, messages: Sequence[BaseMessage], options: Mapping[str, Sequence[str]]
-    ) -> dict[str, float]:
-        """How likely the model's reply starts with each option (e.g. {"yes": [...], "no": [...]},
-        each listing spellings), normalised over the options. Call inside `turn()`.
-
-        A local model gives graded probabilities from its first step's logits, which a threshold
-        can calibrate; a server's one sampled word counts as certainty.
-        """
-        if self._llama is None:
-            reply = "".join(c.content for c in self.chat.stream(list(messages), max_tokens=4))
-            reply = str(reply).strip().lower()
-            chosen = next(
-                (
-                    k
-                    for k, words in options.items()
-                    if any(reply.startswith(w.lower()) for w in words)
-                ),
-                None,
-            )
-            return {k: float(k == chosen) for k in options}
+    def _first_step_watch(self, options: Mapping[str, Sequence[str]], into: dict) -> Any:
+        """A logits processor that stores in `into`, once, the first step's probability of each
+        option (summed over its spellings' first tokens): a graded "how sure is the model that
+        this is its reply", which a threshold can calibrate, where sampled text says yes or no."""
         import numpy as np
         from llama_cpp import LogitsProcessorList
 
@@ -157,19 +122,40 @@ class ChatModel:
             }
             for name, words in options.items()
         }
-        seen: dict[str, float] = {}
 
         def watch(input_ids, scores):
-            if not seen:
+            if not into:
                 logits = np.asarray(scores, dtype=np.float64)
                 probs = np.exp(logits - logits.max())
                 probs /= probs.sum()
-                seen.update(
-                    {name: float(sum(probs[t] for t in tokens)) for name, tokens in ids.items()}
-                )
+                into.update({k: float(sum(probs[t] for t in tokens)) for k, tokens in ids.items()})
             return scores
 
-        processors = LogitsProcessorList([watch])
+        return LogitsProcessorList([watch])
+
+    def reply_probs(
+        self, messages: Sequence[BaseMessage], options: Mapping[str, Sequence[str]]
+    ) -> dict[str, float]:
+        """How likely the model's reply starts with each option (e.g. {"yes": [...], "no": [...]},
+        each listing spellings), normalised over the options. Call inside `turn()`.
+
+        A local model gives graded probabilities from its first step's logits; a server's one
+        sampled word counts as certainty.
+        """
+        if self._llama is None:
+            reply = "".join(str(c.content) for c in self.chat.stream(list(messages), max_tokens=4))
+            reply = reply.strip().lower()
+            chosen = next(
+                (
+                    k
+                    for k, words in options.items()
+                    if any(reply.startswith(w.lower()) for w in words)
+                ),
+                None,
+            )
+            return {k: float(k == chosen) for k in options}
+        seen: dict[str, float] = {}
+        processors = self._first_step_watch(options, seen)
         for _ in self.chat.stream(list(messages), max_tokens=1, logits_processor=processors):
             pass
         total = sum(seen.values())
@@ -190,11 +176,14 @@ class ChatModel:
         kwargs: dict[str, Any] = {"max_tokens": max_tokens}
         if grammar is not None:
             kwargs["grammar"] = grammar
+        watched: dict[str, float] = {}
         if watch_reply and usage is not None and self._llama is not None:
-            kwargs["logits_processor"] = self._first_token_watch(watch_reply, usage)
+            kwargs["logits_processor"] = self._first_step_watch({"reply": [watch_reply]}, watched)
         text = ""
         for chunk in self.chat.stream(list(messages), stop=list(stop or []), **kwargs):
             piece = chunk.content if isinstance(chunk.content, str) else ""
+            if usage is not None and usage.first_token_prob is None and watched:
+                usage.first_token_prob = watched["reply"]
             if piece:
                 text += piece
                 yield piece
