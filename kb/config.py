@@ -93,9 +93,9 @@ class Settings(BaseSettings):
         False, description="Force the answer format with a llama.cpp grammar (local models)."
     )
     answer_check: bool = Field(
-        False,
+        True,
         description="After answering, ask the model whether the sources state its answer and "
-        "refuse when it doubts (~0.6 s; pays with models larger than the bundled ones).",
+        "refuse when it doubts (~0.6 s per answer, after the answer has streamed).",
     )
     min_relevance: float = Field(
         -1.0,

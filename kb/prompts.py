@@ -24,17 +24,21 @@ NEAREST = {"en": "Nearest documents:", "zh": "最相关的文档："}
 # Measured on 40 questions each of cmrc2018, xquad_en and xquad_zh with the bundled models:
 # "the shortest exact answer" made the small models cut gold spans short (0.45 answer contained),
 # "one short sentence copying the sources, with its source number" kept them whole (0.61).
+# Told nothing about comparisons, the 1.5B model replied NOT FOUND to most "compare A and B"
+# questions even with both facts in its sources: the comparison sentence fixes that.
 SYSTEM = {
     "en": (
         "You are a company knowledge-base assistant. Answer the question in one short sentence "
         "that copies the exact words of the sources (keep numbers as written), then give the "
-        "source number in brackets, for example: Employees get 15 days of leave [1]. Do not add "
+        "source number in brackets, for example: Employees get 15 days of leave [1]. For a "
+        "comparison, give each subject's fact from the sources in the same sentence. Do not add "
         "anything that is not in the sources. If the sources do not contain the answer, reply: "
         "NOT FOUND"
     ),
     "zh": (
         "你是公司知识库助手。用一句简短的话回答问题，尽量照抄资料中的原文（数字照原样写），"
-        "句末用方括号注明资料编号，例如：员工每年有15天年假 [1]。不要添加资料中没有的内容。"
+        "句末用方括号注明资料编号，例如：员工每年有15天年假 [1]。比较时，在同一句话中写出资料里"
+        "每一方的事实。不要添加资料中没有的内容。"
         "如果资料中没有答案，回答：无法回答"
     ),
 }

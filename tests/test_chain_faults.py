@@ -15,7 +15,14 @@ class FakeInventingModel(ChatModel):
         self.reply = reply
 
     def stream(
-        self, messages, max_tokens, stop=None, grammar=None, usage=None, watch_reply=None
+        self,
+        messages,
+        max_tokens,
+        stop=None,
+        grammar=None,
+        usage=None,
+        watch_reply=None,
+        suppress_reply_below=None,
     ) -> Iterator[str]:
         yield from (self.reply[i : i + 4] for i in range(0, len(self.reply), 4))
 
@@ -51,14 +58,14 @@ class FakeDoubtingModel(FakeInventingModel):
 
 def test_an_answer_the_model_doubts_is_replaced_by_quoted_evidence(sample_settings, sample_chain):
     fake = FakeDoubtingModel("The hotel cap is USD 180 per night [1].", sample_chain.model)
-    checked = sample_settings.model_copy(update={"answer_check": True})
-    chain = AnswerChain(checked, sample_chain.retriever, fake)
+    chain = AnswerChain(sample_settings, sample_chain.retriever, fake)  # the default: on
     answer = chain.invoke("What is the hotel cap in tier-1 cities?")
     assert answer.refused and answer.refusal_reason == "unsupported"
     assert answer.diagnostics["p_checked"] == 0.05
     assert answer.model_answer.startswith("The hotel cap is USD 180")
     assert any("180" in q["text"] for q in answer.evidence), "the sources' words are quoted"
 
-    unchecked = AnswerChain(sample_settings, sample_chain.retriever, fake)  # the default: off
+    off = sample_settings.model_copy(update={"answer_check": False})
+    unchecked = AnswerChain(off, sample_chain.retriever, fake)
     kept = unchecked.invoke("What is the hotel cap in tier-1 cities?")
     assert not kept.refused and "p_checked" not in kept.diagnostics

@@ -18,10 +18,10 @@ def test_every_setting_is_in_env_example_with_a_comment():
 
 
 def test_kb_variables_override_defaults(monkeypatch, tmp_path):
-    monkeypatch.setenv("KB_ANSWER_CHECK", "true")
+    monkeypatch.setenv("KB_ANSWER_CHECK", "false")
     monkeypatch.setenv("KB_TOP_K", "7")
     monkeypatch.setenv("KB_HOME", str(tmp_path))
     settings = Settings()
-    assert settings.answer_check is True
+    assert settings.answer_check is False
     assert settings.top_k == 7
     assert settings.home == tmp_path.resolve()

@@ -108,10 +108,20 @@ class ChatModel:
 
         return LlamaGrammar.from_string(gbnf, verbose=False)
 
-    def _first_step_watch(self, options: Mapping[str, Sequence[str]], into: dict) -> Any:
+    def _first_step_watch(
+        self,
+        options: Mapping[str, Sequence[str]],
+        into: dict,
+        suppress_below: float | None = None,
+    ) -> Any:
         """A logits processor that stores in `into`, once, the first step's probability of each
         option (summed over its spellings' first tokens): a graded "how sure is the model that
-        this is its reply", which a threshold can calibrate, where sampled text says yes or no."""
+        this is its reply", which a threshold can calibrate, where sampled text says yes or no.
+
+        With `suppress_below`, an option less likely than that cannot start the reply: the
+        threshold decides, not greedy decoding's pick of the single likeliest token. (A
+        not-found reply at 0.31, against answers whose first tokens share the other 0.69, won
+        or lost by a hair depending on what llama.cpp had cached.)"""
         import numpy as np
         from llama_cpp import LogitsProcessorList
 
@@ -129,6 +139,11 @@ class ChatModel:
                 probs = np.exp(logits - logits.max())
                 probs /= probs.sum()
                 into.update({k: float(sum(probs[t] for t in tokens)) for k, tokens in ids.items()})
+                if suppress_below is not None:
+                    for name, tokens in ids.items():
+                        if into[name] < suppress_below:
+                            for t in tokens:
+                                scores[t] = -np.inf
             return scores
 
         return LogitsProcessorList([watch])
@@ -171,14 +186,20 @@ class ChatModel:
         grammar: Any | None = None,
         usage: Usage | None = None,
         watch_reply: str | None = None,
+        suppress_reply_below: float | None = None,
     ) -> Iterator[str]:
-        """Yield the reply piece by piece. Call inside `turn()`."""
+        """Yield the reply piece by piece. Call inside `turn()`.
+
+        `watch_reply`: record the first step's probability of that reply in
+        `usage.first_token_prob`; below `suppress_reply_below` it cannot start the reply."""
         kwargs: dict[str, Any] = {"max_tokens": max_tokens}
         if grammar is not None:
             kwargs["grammar"] = grammar
         watched: dict[str, float] = {}
         if watch_reply and usage is not None and self._llama is not None:
-            kwargs["logits_processor"] = self._first_step_watch({"reply": [watch_reply]}, watched)
+            kwargs["logits_processor"] = self._first_step_watch(
+                {"reply": [watch_reply]}, watched, suppress_reply_below
+            )
         text = ""
         for chunk in self.chat.stream(list(messages), stop=list(stop or []), **kwargs):
             piece = chunk.content if isinstance(chunk.content, str) else ""

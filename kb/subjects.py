@@ -1,0 +1,146 @@
+"""The named subjects of a question, and whether the sources say anything about each of them.
+
+Most questions that the documents cannot answer still look answerable: "Who stepped down as CEO
+of Retail Emporium in August 2020?" retrieves Retail Emporium's report (which says nothing about
+its CEO) and another company's report (whose CEO did step down in August 2020). Coverage of the
+question's words by all the evidence together is then high, and a small model happily answers
+with the other company's CEO. Asking the question subject by subject separates the two: some
+source must be about Retail Emporium *and* mention what is asked about it.
+
+The same split serves retrieval: a question comparing two companies is asked once per company,
+so that both companies' passages reach the evidence, not only the one nearer the whole question.
+
+Subjects are proper names as English writes them (capitalised words: "Energex Corporation",
+"EduCorp", "Warsaw"). Chinese has no capitals; a Chinese question has no subjects here and keeps
+the chain's other gates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from kb.store import Hit
+from kb.text import key_terms, split_sentences
+
+_WORD = re.compile(r"[A-Za-z0-9][\w&'’.-]*")
+# Capitalised for grammar, not because they name something.
+_NOT_NAMES = frozenset(
+    """what who whom whose when where which why how is are was were did does do can could
+    should would will has have had compare based describe according list summarize summarise
+    explain give tell name in on at of for by from to the a an and or with during after before
+    between i if please january february march april may june july august september october
+    november december monday tuesday wednesday thursday friday saturday sunday""".split()
+)
+MIN_ASKED_TERMS = 2
+# Lower-case words that may sit inside a name ("Bank of America", "Procter & Gamble").
+_JOINERS = frozenset({"of", "&", "de", "der", "van", "von", "la", "le"})
+
+
+def _clean(word: str) -> str:
+    word = re.sub(r"(['’]s?|[.,;:!?])+$", "", word)
+    return word
+
+
+def named_subjects(question: str) -> list[str]:
+    """Proper names in an English question, in order, without duplicates.
+
+    A run of capitalised words is one name ("Hudson Consumer Goods Co."); "and" and commas
+    separate names. Question words and month names are not names.
+    """
+    names: list[str] = []
+    current: list[str] = []
+    pending: list[str] = []  # joiners seen inside a run, kept only if a capital follows
+
+    def close() -> None:
+        if current:
+            name = " ".join(current)
+            if name not in names:
+                names.append(name)
+        current.clear()
+        pending.clear()
+
+    words = list(_WORD.finditer(question))
+    for index, match in enumerate(words):
+        raw = match.group(0)
+        word = _clean(raw)
+        gap = question[match.start() - 1] if match.start() else " "
+        if gap in ",;:(" or not word:
+            close()
+        # The first word is capitalised anyway: it starts a name only if the next word is
+        # capitalised too ("Energex Corporation's ...", not "Fossils found ...").
+        first_alone = (
+            index == 0
+            and not any(c.isupper() for c in word[1:])
+            and not (len(words) > 1 and words[1].group(0)[0].isupper())
+        )
+        if word and word[0].isupper() and word.lower() not in _NOT_NAMES and not first_alone:
+            current.extend(pending)
+            pending.clear()
+            current.append(word)
+        elif current and word.lower() in _JOINERS:
+            pending.append(word)
+        else:
+            close()
+        if raw != word and not re.search(r"\b(?:Inc|Co|Ltd|Corp|Jr|Sr|St|Mr|Mrs|Ms|Dr)\.$", raw):
+            close()  # a possessive or punctuation ends the name
+    close()
+    return names
+
+
+def is_about(subject: str, hit: Hit) -> bool:
+    """Does the chunk (or its document's title) name the subject?"""
+    wanted = key_terms(subject)
+    if not wanted:
+        return False
+    return wanted <= key_terms(f"{hit.metadata.get('title', '')}\n{hit.text}")
+
+
+def subject_queries(question: str, subjects: Sequence[str]) -> list[str]:
+    """One query per subject: the question with the other subjects taken out."""
+    queries = []
+    for subject in subjects:
+        query = question
+        for other in subjects:
+            if other != subject:
+                query = query.replace(other, " ")
+        queries.append(re.sub(r"\s+", " ", query).strip())
+    return queries
+
+
+def subject_coverage(question: str, subjects: Sequence[str], hits: Sequence[Hit]) -> float | None:
+    """For the least-covered subject, the share of the rest of the question (weighted by rarity
+    among the hits) that two sentences of one chunk about that subject mention.
+
+    None when the question names no subject or asks nothing beyond its subjects.
+    """
+    if not subjects or not hits:
+        return None
+    named = set().union(*(key_terms(s) for s in subjects))
+    asked = key_terms(question) - named
+    if len(asked) < MIN_ASKED_TERMS:
+        # One word left ("Where was the Summer Theatre located?") is too little to judge by:
+        # a passage that answers may well say it differently.
+        return None
+    chunk_terms = [key_terms(h.text) for h in hits]
+    n = len(hits) + 1
+    df = Counter(t for terms in chunk_terms for t in terms if t in asked)
+    idf = {t: math.log(1 + n / (1 + df[t])) for t in asked}
+    total = sum(idf.values())
+    worst = 1.0
+    for subject in subjects:
+        best = 0.0
+        for hit in hits:
+            if not is_about(subject, hit):
+                continue
+            title = key_terms(str(hit.metadata.get("title", "")))
+            sentences = [key_terms(s) | title for s in split_sentences(hit.text)] or [title]
+            pairs = itertools.combinations(sentences, 2) if len(sentences) > 1 else [sentences]
+            for pair in pairs:
+                covered = set().union(*pair)
+                best = max(best, sum(idf[t] for t in asked if t in covered) / total)
+        worst = min(worst, best)
+    return worst
