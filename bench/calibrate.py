@@ -173,7 +173,7 @@ def main() -> None:
     if args.records:
         records = json.loads(args.records.read_text())
     else:
-        # The answer check is off by default; on here so that its signal is measured too.
+        # On (the default), so that its signal is measured whatever KB_ANSWER_CHECK says.
         settings = Settings(home=args.home, llm_model=args.model, answer_check=True)
         records = collect(settings, args.limit)
         RESULTS.mkdir(parents=True, exist_ok=True)

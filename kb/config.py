@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     answer_check: bool = Field(
         True,
         description="After answering, ask the model whether the sources state its answer and "
-        "refuse when it doubts (~0.6 s per answer, after the answer has streamed).",
+        "refuse when it doubts (~0.6 s, after the answer streamed; skipped for the 0.5B model).",
     )
     min_relevance: float = Field(
         -1.0,

@@ -210,3 +210,17 @@ def test_below_the_threshold_the_model_cannot_start_with_not_found(sample_chain)
     assert not forced.startswith("NOT")
     # The same first step (up to what llama.cpp reuses from its cache).
     assert p_forced is not None and abs(p_forced - p_free) < 0.02
+
+
+def test_the_small_model_is_not_asked_to_check_its_answers(sample_settings):
+    """The 0.5B model's check doubted nearly every good answer (bench/results): it is skipped,
+    while the default model's check runs."""
+    from kb import services
+
+    small = services.answer_chain(sample_settings.model_copy(update={"llm_model": "qwen2.5-0.5b"}))
+    answer = small.invoke("What is the hotel cap in tier-1 cities?")
+    assert small.settings.answer_check
+    assert not answer.refused and "p_checked" not in answer.diagnostics
+    default = services.answer_chain(sample_settings)
+    checked = default.invoke("What is the hotel cap in tier-1 cities?")
+    assert not checked.refused and "p_checked" in checked.diagnostics
