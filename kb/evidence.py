@@ -45,7 +45,8 @@ class Evidence:
         return grouped
 
 
-def _idf(question_terms: set[str], documents: Sequence[set[str]]) -> dict[str, float]:
+def idf_weights(question_terms: set[str], documents: Sequence[set[str]]) -> dict[str, float]:
+    """Rarity of each question term among `documents` (term sets): rare terms weigh more."""
     n = len(documents) + 1
     df = Counter(t for doc in documents for t in doc if t in question_terms)
     return {t: math.log(1 + n / (1 + df[t])) for t in question_terms}
@@ -79,7 +80,7 @@ def select_evidence(
     if not sentences:
         return Evidence([], 0.0, 0.0)
     # Rarity among the candidate sentences plus the chunks' titles.
-    idf = _idf(question_terms, [s.terms for s in sentences])
+    idf = idf_weights(question_terms, [s.terms for s in sentences])
     total = sum(idf.values()) or 1.0
     top_score = max((h.score for h in hits), default=0.0)
     title_terms = [set(terms(str(h.metadata.get("title", "")))) for h in hits]
@@ -135,7 +136,7 @@ def _covering_sentences(
     unanswerable ones unchanged (README, "Refusal calibration").
     """
     wanted = key_terms(question)
-    idf = _idf(wanted, [key_terms(h.text) for h in hits])
+    idf = idf_weights(wanted, [key_terms(h.text) for h in hits])
     covered: set[str] = set()
     for sentence in chosen:
         covered |= key_terms(sentence.text)
@@ -175,7 +176,7 @@ def question_coverage(question: str, texts: Sequence[str], hits: Sequence[Hit]) 
     if not wanted:
         return 1.0
     chunk_terms = [key_terms(h.text) for h in hits]
-    idf = _idf(wanted, chunk_terms)
+    idf = idf_weights(wanted, chunk_terms)
     covered: set[str] = set()
     for text in texts:
         covered |= key_terms(text)

@@ -1,28 +1,27 @@
 """The named subjects of a question, and whether the sources say anything about each of them.
 
-Most questions that the documents cannot answer still look answerable: "Who stepped down as CEO
-of Retail Emporium in August 2020?" retrieves Retail Emporium's report (which says nothing about
-its CEO) and another company's report (whose CEO did step down in August 2020). Coverage of the
+Most questions that the documents cannot answer still look answerable: "Who was appointed CFO of
+Northwind Trading in August 2022?" retrieves Northwind's report (which says nothing about a CFO)
+and another company's report (whose new CFO was appointed in August 2022). Coverage of the
 question's words by all the evidence together is then high, and a small model happily answers
-with the other company's CEO. Asking the question subject by subject separates the two: some
-source must be about Retail Emporium *and* mention what is asked about it.
+with the other company's CFO. Asking the question subject by subject separates the two: some
+source must be about Northwind Trading *and* mention what is asked about it.
 
 The same split serves retrieval: a question comparing two companies is asked once per company,
 so that both companies' passages reach the evidence, not only the one nearer the whole question.
 
-Subjects are proper names as English writes them (capitalised words: "Energex Corporation",
-"EduCorp", "Warsaw"). Chinese has no capitals; a Chinese question has no subjects here and keeps
+Subjects are proper names as English writes them (capitalised words: "Northwind Trading Ltd.",
+"DataCorp", "Leeds"). Chinese has no capitals; a Chinese question has no subjects here and keeps
 the chain's other gates.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import re
-from collections import Counter
 from collections.abc import Sequence
 
+from kb.evidence import idf_weights
 from kb.store import Hit
 from kb.text import key_terms, split_sentences
 
@@ -48,7 +47,7 @@ def _clean(word: str) -> str:
 def named_subjects(question: str) -> list[str]:
     """Proper names in an English question, in order, without duplicates.
 
-    A run of capitalised words is one name ("Hudson Consumer Goods Co."); "and" and commas
+    A run of capitalised words is one name ("Harbor Logistics Group Co."); "and" and commas
     separate names. Question words and month names are not names.
     """
     names: list[str] = []
@@ -71,7 +70,7 @@ def named_subjects(question: str) -> list[str]:
         if gap in ",;:(" or not word:
             close()
         # The first word is capitalised anyway: it starts a name only if the next word is
-        # capitalised too ("Energex Corporation's ...", not "Fossils found ...").
+        # capitalised too ("Northwind Trading's ...", not "Invoices sent ...").
         first_alone = (
             index == 0
             and not any(c.isupper() for c in word[1:])
@@ -122,25 +121,28 @@ def subject_coverage(question: str, subjects: Sequence[str], hits: Sequence[Hit]
     named = set().union(*(key_terms(s) for s in subjects))
     asked = key_terms(question) - named
     if len(asked) < MIN_ASKED_TERMS:
-        # One word left ("Where was the Summer Theatre located?") is too little to judge by:
+        # One word left ("Where is the Leeds Warehouse located?") is too little to judge by:
         # a passage that answers may well say it differently.
         return None
-    chunk_terms = [key_terms(h.text) for h in hits]
-    n = len(hits) + 1
-    df = Counter(t for terms in chunk_terms for t in terms if t in asked)
-    idf = {t: math.log(1 + n / (1 + df[t])) for t in asked}
+    idf = idf_weights(asked, [key_terms(h.text) for h in hits])
     total = sum(idf.values())
+    # Each chunk's terms and sentence pairs once, whatever the number of subjects.
+    named_in: list[set[str]] = []
+    pair_terms: list[list[set[str]]] = []
+    for hit in hits:
+        title = key_terms(str(hit.metadata.get("title", "")))
+        named_in.append(title | key_terms(hit.text))
+        sentences = [key_terms(s) | title for s in split_sentences(hit.text)] or [title]
+        pairs = itertools.combinations(sentences, 2) if len(sentences) > 1 else [sentences]
+        pair_terms.append([set().union(*pair) for pair in pairs])
     worst = 1.0
     for subject in subjects:
+        wanted = key_terms(subject)
         best = 0.0
-        for hit in hits:
-            if not is_about(subject, hit):
-                continue
-            title = key_terms(str(hit.metadata.get("title", "")))
-            sentences = [key_terms(s) | title for s in split_sentences(hit.text)] or [title]
-            pairs = itertools.combinations(sentences, 2) if len(sentences) > 1 else [sentences]
-            for pair in pairs:
-                covered = set().union(*pair)
+        for hit_terms, pairs in zip(named_in, pair_terms, strict=True):
+            if not wanted or not wanted <= hit_terms:
+                continue  # not about this subject (is_about)
+            for covered in pairs:
                 best = max(best, sum(idf[t] for t in asked if t in covered) / total)
         worst = min(worst, best)
     return worst
