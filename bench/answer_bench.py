@@ -14,8 +14,12 @@ speed (on the sample documents, which it ingests into bench/work/answer-kb):
 quality (on a knowledge base holding several ../shared/eval sets, e.g. built with kb ingest):
   answer contained on cmrc2018 and xquad (zh + en), refusal rate on dragonball_en's unanswerable
   questions and false-refusal rate on its answerable ones, median time to first token; the same
-  for a plain LangChain "stuff" chain (same models, same k) on a smaller sample.
-Results merge into bench/results/answer.json and answer.md.
+  for a plain LangChain "stuff" chain (same models, same k) on a smaller sample. dragonball_en's
+  rates are also split by how many subjects (companies, people) a question names: one question
+  asking about two companies, one of which the documents say nothing about, is a different
+  problem from one asking about a single company.
+Results merge into bench/results/answer.json and answer.md; the kb chain's per-question records
+go to bench/results/answer-records-MODEL.json (git-ignored: they quote the evaluation sets).
 """
 
 from __future__ import annotations
@@ -250,6 +254,7 @@ def _questions(span: int, dragon: int | None) -> list[tuple[str, dict]]:
 
 def _score(records: list[dict]) -> dict:
     from kb.eval.metrics import answer_contained
+    from kb.subjects import named_subjects
 
     def group(name: str) -> list[dict]:
         return [r for r in records if r["set"] == name]
@@ -265,6 +270,19 @@ def _score(records: list[dict]) -> dict:
             if rows
             else None
         )
+
+    def rate(rows: list[dict]) -> dict:
+        return {
+            "rate": round(sum(r["refused"] for r in rows) / len(rows), 3) if rows else None,
+            "n": len(rows),
+        }
+
+    def by_subjects(rows: list[dict]) -> dict:
+        several = [r for r in rows if len(named_subjects(r["question"])) >= 2]
+        return {
+            "one_or_none": rate([r for r in rows if r not in several]),
+            "several": rate(several),
+        }
 
     ttft = [r["first_token_ms"] for r in records if r.get("first_token_ms")]
     return {
@@ -282,6 +300,10 @@ def _score(records: list[dict]) -> dict:
         "false_refusal_dragonball": round(sum(r["refused"] for r in an) / len(an), 3)
         if an
         else None,
+        "by_named_subjects": {
+            "refusal_unanswerable": by_subjects(un),
+            "false_refusal_dragonball": by_subjects(an),
+        },
         "ttft_ms_p50": round(statistics.median(ttft), 1) if ttft else None,
         "total_ms_p50": round(statistics.median(r["total_ms"] for r in records), 1),
         "counts": {
@@ -305,6 +327,8 @@ def run_kb_chain(settings, questions) -> list[dict]:
             "refused": answer.refused,
             "first_token_ms": answer.timings["first_token_ms"],
             "total_ms": answer.timings["total_ms"],
+            "refusal_reason": answer.refusal_reason,
+            "diagnostics": answer.diagnostics,
         },
         "kb chain",
     )
@@ -395,7 +419,11 @@ def quality(
         settings = Settings(home=home, llm_model=model)
         if "kb" in parts:
             print(f"kb chain, {model}: {len(questions)} questions", file=sys.stderr, flush=True)
-            out["kb"][model] = _score(run_kb_chain(settings, questions))
+            records = run_kb_chain(settings, questions)
+            (RESULTS / f"answer-records-{model}.json").write_text(
+                json.dumps(records, indent=1, ensure_ascii=False)
+            )
+            out["kb"][model] = _score(records)
             _save("quality", out)
         if stuff and "stuff" in parts:
             print(
@@ -477,6 +505,24 @@ def render(results: dict) -> str:
                     f"{s['false_refusal_dragonball']} | {s['false_refusal_span']} | "
                     f"{(s['ttft_ms_p50'] or 0) / 1000:.2f} s | {s['n']} |"
                 )
+        split = [(m, s.get("by_named_subjects")) for m, s in q.get("kb", {}).items()]
+        split = [(m, b) for m, b in split if b]
+        if split:
+            lines += [
+                "",
+                "kb on dragonball_en, by the number of subjects a question names:",
+                "",
+                "| model | refusal, one subject or none | refusal, several subjects "
+                "| false refusal, one or none | false refusal, several |",
+                "|---|---|---|---|---|",
+            ]
+            for model, b in split:
+                cells = [
+                    f"{b[k][part]['rate']} ({b[k][part]['n']})"
+                    for k in ("refusal_unanswerable", "false_refusal_dragonball")
+                    for part in ("one_or_none", "several")
+                ]
+                lines.append(f"| {model} | " + " | ".join(cells) + " |")
         lines += [
             "",
             "Targets with the default model: answer contained ≥ 0.60 on cmrc2018 and "

@@ -129,6 +129,25 @@ def rates(records: list[dict], t: dict) -> tuple[float, float]:
     return (sum(refused(r, t) for r in un) / len(un), sum(refused(r, t) for r in an) / len(an))
 
 
+def rates_by_subjects(records: list[dict], t: dict) -> dict:
+    """Refusal and false refusal on dragonball_en, split by whether the question names several
+    subjects: a comparison of two companies, one of which the documents say nothing about the
+    asked fact, is the hard case for a small model."""
+    from kb.subjects import named_subjects
+
+    dragon = [r for r in records if r["set"] == "dragonball_en"]
+    out = {}
+    for part, keep in (("one_or_none", lambda n: n < 2), ("several", lambda n: n >= 2)):
+        rows = [r for r in dragon if keep(len(named_subjects(r["question"])))]
+        for name, wanted in (("refusal", True), ("false_refusal_dragonball", False)):
+            group = [r for r in rows if r["unanswerable"] == wanted]
+            out.setdefault(name, {})[part] = {
+                "rate": round(sum(refused(r, t) for r in group) / len(group), 3) if group else None,
+                "n": len(group),
+            }
+    return out
+
+
 def search(records: list[dict], max_false: float) -> list[dict]:
     # Support and the time-constraint gate were rejected on earlier runs (README); kept at one
     # value each so that their effect stays visible without multiplying the grid.
@@ -183,6 +202,7 @@ def main() -> None:
     best = search(records, args.max_false)
     refusal, false_refusal = rates(records, chosen)
     chosen.update(refusal=round(refusal, 4), false_refusal=round(false_refusal, 4))
+    split = rates_by_subjects(records, chosen)
     out = {
         "date": time.strftime("%Y-%m-%d"),
         "model": args.model,
@@ -191,6 +211,7 @@ def main() -> None:
         "unanswerable": sum(r["unanswerable"] for r in records),
         "best": best,
         "chosen": chosen,
+        "chosen_by_named_subjects": split,
     }
     (RESULTS / "calibration.json").write_text(json.dumps(out, indent=2))
     lines = [
@@ -218,6 +239,19 @@ def main() -> None:
         "The gates kb/chain.py uses: "
         + ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("refusal", "false_refusal"))
         + f": refusal {chosen['refusal']}, false refusal {chosen['false_refusal']}.",
+        "",
+        "With those gates on dragonball_en, by the number of subjects a question names "
+        "(rate, questions): refusal "
+        + ", ".join(
+            f"{part.replace('_', ' ')} {v['rate']} ({v['n']})"
+            for part, v in split["refusal"].items()
+        )
+        + "; false refusal "
+        + ", ".join(
+            f"{part.replace('_', ' ')} {v['rate']} ({v['n']})"
+            for part, v in split["false_refusal_dragonball"].items()
+        )
+        + ".",
     ]
     (RESULTS / "calibration.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
