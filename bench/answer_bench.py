@@ -254,7 +254,6 @@ def _questions(span: int, dragon: int | None) -> list[tuple[str, dict]]:
 
 def _score(records: list[dict]) -> dict:
     from kb.eval.metrics import answer_contained
-    from kb.subjects import named_subjects
 
     def group(name: str) -> list[dict]:
         return [r for r in records if r["set"] == name]
@@ -271,18 +270,8 @@ def _score(records: list[dict]) -> dict:
             else None
         )
 
-    def rate(rows: list[dict]) -> dict:
-        return {
-            "rate": round(sum(r["refused"] for r in rows) / len(rows), 3) if rows else None,
-            "n": len(rows),
-        }
-
-    def by_subjects(rows: list[dict]) -> dict:
-        several = [r for r in rows if len(named_subjects(r["question"])) >= 2]
-        return {
-            "one_or_none": rate([r for r in rows if r not in several]),
-            "several": rate(several),
-        }
+    def was_refused(r: dict) -> bool:
+        return r["refused"]
 
     ttft = [r["first_token_ms"] for r in records if r.get("first_token_ms")]
     return {
@@ -301,8 +290,8 @@ def _score(records: list[dict]) -> dict:
         if an
         else None,
         "by_named_subjects": {
-            "refusal_unanswerable": by_subjects(un),
-            "false_refusal_dragonball": by_subjects(an),
+            "refusal_unanswerable": eval_sets.refusal_by_named_subjects(un, was_refused),
+            "false_refusal_dragonball": eval_sets.refusal_by_named_subjects(an, was_refused),
         },
         "ttft_ms_p50": round(statistics.median(ttft), 1) if ttft else None,
         "total_ms_p50": round(statistics.median(r["total_ms"] for r in records), 1),

@@ -130,22 +130,15 @@ def rates(records: list[dict], t: dict) -> tuple[float, float]:
 
 
 def rates_by_subjects(records: list[dict], t: dict) -> dict:
-    """Refusal and false refusal on dragonball_en, split by whether the question names several
-    subjects: a comparison of two companies, one of which the documents say nothing about the
-    asked fact, is the hard case for a small model."""
-    from kb.subjects import named_subjects
-
+    """Refusal and false refusal on dragonball_en, split by the number of subjects a question
+    names."""
     dragon = [r for r in records if r["set"] == "dragonball_en"]
-    out = {}
-    for part, keep in (("one_or_none", lambda n: n < 2), ("several", lambda n: n >= 2)):
-        rows = [r for r in dragon if keep(len(named_subjects(r["question"])))]
-        for name, wanted in (("refusal", True), ("false_refusal_dragonball", False)):
-            group = [r for r in rows if r["unanswerable"] == wanted]
-            out.setdefault(name, {})[part] = {
-                "rate": round(sum(refused(r, t) for r in group) / len(group), 3) if group else None,
-                "n": len(group),
-            }
-    return out
+    return {
+        name: eval_sets.refusal_by_named_subjects(
+            [r for r in dragon if r["unanswerable"] == wanted], lambda r: refused(r, t)
+        )
+        for name, wanted in (("refusal", True), ("false_refusal_dragonball", False))
+    }
 
 
 def search(records: list[dict], max_false: float) -> list[dict]:

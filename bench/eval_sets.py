@@ -62,3 +62,20 @@ def ask_all(
         if i % 25 == 0:
             print(f"  {label} {i}/{len(questions)}", file=sys.stderr, flush=True)
     return records
+
+
+def refusal_by_named_subjects(rows: list[dict], refused: Callable[[dict], bool]) -> dict:
+    """The share of `rows` refused, split by whether the question names several subjects
+    (companies, people): comparing two companies, one of which the documents say nothing about
+    the asked fact, is a different problem from asking about one."""
+    from kb.subjects import named_subjects
+
+    several = [len(named_subjects(r["question"])) >= 2 for r in rows]
+    out = {}
+    for part, wanted in (("one_or_none", False), ("several", True)):
+        group = [r for r, s in zip(rows, several, strict=True) if s == wanted]
+        out[part] = {
+            "rate": round(sum(map(refused, group)) / len(group), 3) if group else None,
+            "n": len(group),
+        }
+    return out
