@@ -34,6 +34,8 @@ _NOT_NAMES = frozenset(
     between i if please january february march april may june july august september october
     november december monday tuesday wednesday thursday friday saturday sunday""".split()
 )
+# Honorifics: "Mr David Anderson" is the David Anderson a chunk may name without "Mr".
+_HONORIFICS = frozenset({"mr", "mrs", "ms", "dr", "prof", "sir"})
 MIN_ASKED_TERMS = 2
 # Lower-case words that may sit inside a name ("Bank of America", "Procter & Gamble").
 _JOINERS = frozenset({"of", "&", "de", "der", "van", "von", "la", "le"})
@@ -48,7 +50,8 @@ def named_subjects(question: str) -> list[str]:
     """Proper names in an English question, in order, without duplicates.
 
     A run of capitalised words is one name ("Harbor Logistics Group Co."); "and" and commas
-    separate names. Question words and month names are not names.
+    separate names. Question words and month names are not names, and
+    a name does not start with an honorific ("Mr", "Dr").
     """
     names: list[str] = []
     current: list[str] = []
@@ -76,11 +79,14 @@ def named_subjects(question: str) -> list[str]:
             and not any(c.isupper() for c in word[1:])
             and not (len(words) > 1 and words[1].group(0)[0].isupper())
         )
-        if word and word[0].isupper() and word.lower() not in _NOT_NAMES and not first_alone:
+        lower = word.lower()
+        if lower in _HONORIFICS and not current:
+            continue
+        if word and word[0].isupper() and lower not in _NOT_NAMES and not first_alone:
             current.extend(pending)
             pending.clear()
             current.append(word)
-        elif current and word.lower() in _JOINERS:
+        elif current and lower in _JOINERS:
             pending.append(word)
         else:
             close()

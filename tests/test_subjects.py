@@ -33,6 +33,15 @@ def test_question_words_months_and_possessives_are_not_names():
     assert named_subjects("年假有多少天？") == []
 
 
+def test_a_name_does_not_start_with_an_honorific():
+    # A chunk naming Jan Novak need not say "Mr." to be about him.
+    assert named_subjects("What did Mr. Jan Novak present in 2021?") == ["Jan Novak"]
+    assert named_subjects("When did Dr Ana Silva join Bluefin Analytics?") == [
+        "Ana Silva",
+        "Bluefin Analytics",
+    ]
+
+
 def test_joiners_stay_inside_a_name():
     assert named_subjects("Who audits the Bank of Leeds?") == ["Bank of Leeds"]
 
