@@ -69,8 +69,8 @@ def named_subjects(question: str) -> list[str]:
     for index, match in enumerate(words):
         raw = match.group(0)
         word = _clean(raw)
-        gap = question[match.start() - 1] if match.start() else " "
-        if gap in ",;:(" or not word:
+        gap = question[words[index - 1].end() : match.start()] if index else " "
+        if any(c in gap for c in ",;:(") or not word:
             close()
         # The first word is capitalised anyway: it starts a name only if the next word is
         # capitalised too ("Northwind Trading's ...", not "Invoices sent ...").
@@ -93,15 +93,29 @@ def named_subjects(question: str) -> list[str]:
         if raw != word and not re.search(r"\b(?:Inc|Co|Ltd|Corp|Jr|Sr|St|Mr|Mrs|Ms|Dr)\.$", raw):
             close()  # a possessive or punctuation ends the name
     close()
-    return names
+    # A name made only of stopwords ("US") cannot be looked for in a chunk's terms.
+    return [name for name in names if key_terms(name)]
+
+
+def _same_name(term: str, other: str) -> bool:
+    # "North American" names what "North America" does, "German" what "Germany" does; a
+    # different ending ("Energen", "Energex") is another name.
+    short, long = sorted((term, other), key=len)
+    return len(short) >= 5 and len(long) - len(short) <= 2 and long.startswith(short)
+
+
+def mentions_name(wanted: set[str], found: set[str]) -> bool:
+    """Do the terms `found` in a text name every term of a subject (`wanted`)?"""
+    return bool(wanted) and all(
+        t in found or any(_same_name(t, f) for f in found if f[:1] == t[:1]) for t in wanted
+    )
 
 
 def is_about(subject: str, hit: Hit) -> bool:
     """Does the chunk (or its document's title) name the subject?"""
-    wanted = key_terms(subject)
-    if not wanted:
-        return False
-    return wanted <= key_terms(f"{hit.metadata.get('title', '')}\n{hit.text}")
+    return mentions_name(
+        key_terms(subject), key_terms(f"{hit.metadata.get('title', '')}\n{hit.text}")
+    )
 
 
 def subject_queries(question: str, subjects: Sequence[str]) -> list[str]:
@@ -146,7 +160,7 @@ def subject_coverage(question: str, subjects: Sequence[str], hits: Sequence[Hit]
         wanted = key_terms(subject)
         best = 0.0
         for hit_terms, pairs in zip(named_in, pair_terms, strict=True):
-            if not wanted or not wanted <= hit_terms:
+            if not mentions_name(wanted, hit_terms):
                 continue  # not about this subject (is_about)
             for covered in pairs:
                 best = max(best, sum(idf[t] for t in asked if t in covered) / total)

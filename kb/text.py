@@ -61,8 +61,26 @@ def join_sentences(sentences: list[str]) -> str:
     return out
 
 
+def _accent_folding() -> dict[int, str]:
+    # Latin letters with diacritics to their base letters ("Maizière" -> "maiziere"): questions
+    # are often typed without accents that the documents have, and the word pattern below would
+    # otherwise split "maizière" into "maizi" and "re". Only Latin letters: CJK and kana are
+    # left as they are.
+    table = {}
+    for code in range(0xC0, 0x250):
+        base = "".join(
+            c for c in unicodedata.normalize("NFKD", chr(code)) if not unicodedata.combining(c)
+        )
+        if base != chr(code) and base.isascii() and base.isalpha():
+            table[code] = base
+    return table
+
+
+_ACCENT_FOLDING = _accent_folding()
+
+
 def normalize(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).lower()
+    return unicodedata.normalize("NFKC", text).lower().translate(_ACCENT_FOLDING)
 
 
 def terms(text: str) -> list[str]:

@@ -46,6 +46,23 @@ def test_joiners_stay_inside_a_name():
     assert named_subjects("Who audits the Bank of Leeds?") == ["Bank of Leeds"]
 
 
+def test_commas_separate_names_and_stopword_names_are_dropped():
+    assert named_subjects("When did Northwind, Bluefin and Harbor open offices in the US?") == [
+        "Northwind",
+        "Bluefin",
+        "Harbor",
+    ]
+
+
+def test_a_chunk_names_a_subject_without_its_accents_or_with_another_ending():
+    chunk = hit("José Müller joined the board of the North America unit in 2021.", "Board")
+    assert is_about("Jose Muller", chunk)
+    assert is_about("North American", chunk)
+    assert not is_about("Northwind Trading", chunk)
+    # Another ending is another name, not a form of the same one.
+    assert not is_about("Energen", hit("Energex reported record revenue.", "Energex"))
+
+
 def test_each_subject_gets_a_query_without_the_others():
     subjects = ["Northwind Trading Ltd", "Bluefin Analytics"]
     queries = subject_queries("Compare Northwind Trading Ltd and Bluefin Analytics", subjects)
