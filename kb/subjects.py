@@ -99,7 +99,7 @@ def named_subjects(question: str) -> list[str]:
 
 def _same_name(term: str, other: str) -> bool:
     # "North American" names what "North America" does, "German" what "Germany" does; a
-    # different ending ("Energen", "Energex") is another name.
+    # different ending ("Kestrel", "Kestrex") is another name.
     short, long = sorted((term, other), key=len)
     return len(short) >= 5 and len(long) - len(short) <= 2 and long.startswith(short)
 

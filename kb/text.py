@@ -62,9 +62,9 @@ def join_sentences(sentences: list[str]) -> str:
 
 
 def _accent_folding() -> dict[int, str]:
-    # Latin letters with diacritics to their base letters ("Maizière" -> "maiziere"): questions
+    # Latin letters with diacritics to their base letters ("Müller" -> "muller"): questions
     # are often typed without accents that the documents have, and the word pattern below would
-    # otherwise split "maizière" into "maizi" and "re". Only Latin letters: CJK and kana are
+    # otherwise split "müller" into "m" and "ller". Only Latin letters: CJK and kana are
     # left as they are.
     table = {}
     for code in range(0xC0, 0x250):
