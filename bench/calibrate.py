@@ -20,9 +20,13 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import eval_sets
+import numpy as np
+
+from kb.refusal_score import CALIBRATED, FEATURES, RefusalScore, feature
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -39,7 +43,7 @@ def collect(settings, limit: int) -> list[dict]:
     chain_module.MIN_SUPPORT = -1.0
     chain_module.MISSING_CONSTRAINT_REFUSES = False
     chain_module.INVENTED_NUMBER_REFUSES = False
-    chain_module.MIN_CHECK_PROB = -1.0
+    chain_module.REFUSAL_SCORE = None
     chain_module.MIN_SUBJECT_COVERAGE = -1.0
     chain = services.answer_chain(settings)
     chain.min_relevance = -1.0
@@ -87,7 +91,8 @@ def collect(settings, limit: int) -> list[dict]:
     )
 
 
-def refused(r: dict, t: dict) -> bool:
+def early_refused(r: dict, t: dict) -> bool:
+    """Refused by a gate before the answer is checked (or by the model's own NOT FOUND)."""
     if r.get("relevance") is not None and r["relevance"] < t["min_relevance"]:
         return True
     if r.get("coverage") is not None and r["coverage"] < t["min_coverage"]:
@@ -102,13 +107,22 @@ def refused(r: dict, t: dict) -> bool:
         return True
     if t["invented_number"] and r.get("invented_numbers"):
         return True
-    if r.get("p_checked") is not None and r["p_checked"] < t["min_check"]:
-        return True
     return bool(t["missing_constraint"] and r.get("constraints_missing"))
 
 
+def refused(r: dict, t: dict, score: RefusalScore | None = None) -> bool:
+    if early_refused(r, t):
+        return True
+    if r.get("p_checked") is None:
+        return False
+    if score is not None:
+        return score.refuses(r)
+    return r["p_checked"] < t["min_check"]
+
+
 def current_gates() -> dict:
-    """The thresholds kb/chain.py uses now, in the grid's terms."""
+    """The thresholds kb/chain.py uses now, in the grid's terms (the check has no threshold of
+    its own: the learned score decides after it)."""
     import kb.chain as c
 
     return {
@@ -119,23 +133,80 @@ def current_gates() -> dict:
         "min_support": c.MIN_SUPPORT,
         "missing_constraint": c.MISSING_CONSTRAINT_REFUSES,
         "invented_number": c.INVENTED_NUMBER_REFUSES,
-        "min_check": c.MIN_CHECK_PROB,
+        "min_check": 0.0,
     }
 
 
-def rates(records: list[dict], t: dict) -> tuple[float, float]:
+def _score_fit(records: list[dict]):
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([[feature(r, name) for name in FEATURES] for r in records])
+    y = np.array([r["unanswerable"] for r in records])
+    # Balanced classes: 14 unanswerable questions against 192 answerable would otherwise fit a
+    # score that never refuses. C=1, the library default; C=0.3 and 3 chose the same threshold.
+    return (
+        x,
+        y,
+        lambda rows: LogisticRegression(class_weight="balanced", max_iter=1000).fit(
+            x[rows], y[rows]
+        ),
+    )
+
+
+def fit_score(records: list[dict], gates: dict, max_false: float) -> tuple[RefusalScore, list]:
+    """The learned refusal score (kb.refusal_score) and how each candidate threshold fared.
+
+    The threshold is chosen on cross-validated probabilities (each record scored by a model
+    that never saw it, 5 folds, 10 shuffles, averaged), so that the choice is not flattered by
+    the fit; the weights are then fitted on every record.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    x, y, fit = _score_fit(records)
+    cross = np.zeros(len(y))
+    for seed in range(10):
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        for train, test in folds.split(x, y):
+            cross[test] += fit(train).predict_proba(x[test])[:, 1] / 10
+    early = np.array([early_refused(r, gates) for r in records])
+    checked = np.array([r.get("p_checked") is not None for r in records])
+    tried = []
+    for threshold in np.arange(0.5, 0.95, 0.05):
+        refuses = early | (checked & (cross >= threshold))
+        tried.append(
+            {
+                "threshold": round(float(threshold), 2),
+                "refusal": round(float(refuses[y].mean()), 4),
+                "false_refusal": round(float(refuses[~y].mean()), 4),
+            }
+        )
+    feasible = [t for t in tried if t["false_refusal"] <= max_false] or tried[:1]
+    best = min(feasible, key=lambda t: (-t["refusal"], t["false_refusal"]))
+    model = fit(np.arange(len(y)))
+    score = RefusalScore(
+        weights={n: round(float(w), 2) for n, w in zip(FEATURES, model.coef_[0], strict=True)},
+        intercept=round(float(model.intercept_[0]), 2),
+        threshold=best["threshold"],
+    )
+    return score, tried
+
+
+def rates(records: list[dict], t: dict, score: RefusalScore | None = None) -> tuple[float, float]:
     un = [r for r in records if r["unanswerable"]]
     an = [r for r in records if not r["unanswerable"]]
-    return (sum(refused(r, t) for r in un) / len(un), sum(refused(r, t) for r in an) / len(an))
+    return (
+        sum(refused(r, t, score) for r in un) / len(un),
+        sum(refused(r, t, score) for r in an) / len(an),
+    )
 
 
-def rates_by_subjects(records: list[dict], t: dict) -> dict:
+def rates_by_subjects(records: list[dict], t: dict, score: RefusalScore | None = None) -> dict:
     """Refusal and false refusal on dragonball_en, split by the number of subjects a question
     names."""
     dragon = [r for r in records if r["set"] == "dragonball_en"]
     return {
         name: eval_sets.refusal_by_named_subjects(
-            [r for r in dragon if r["unanswerable"] == wanted], lambda r: refused(r, t)
+            [r for r in dragon if r["unanswerable"] == wanted], lambda r: refused(r, t, score)
         )
         for name, wanted in (("refusal", True), ("false_refusal_dragonball", False))
     }
@@ -163,6 +234,11 @@ def search(records: list[dict], max_false: float) -> list[dict]:
     # Most refusals; among equals the fewest false refusals, then the loosest gates.
     feasible.sort(key=lambda f: (-f["refusal"], f["false_refusal"]))
     return feasible[:10]
+
+
+def _describe(score: RefusalScore) -> str:
+    weights = ", ".join(f"{name} {w:+}" for name, w in score.weights.items())
+    return f"weights {weights}, intercept {score.intercept:+}, threshold {score.threshold}"
 
 
 def main() -> None:
@@ -193,9 +269,10 @@ def main() -> None:
             json.dumps(records, ensure_ascii=False, indent=1)
         )
     best = search(records, args.max_false)
-    refusal, false_refusal = rates(records, chosen)
+    fitted, thresholds = fit_score(records, chosen, args.max_false)
+    refusal, false_refusal = rates(records, chosen, CALIBRATED)
     chosen.update(refusal=round(refusal, 4), false_refusal=round(false_refusal, 4))
-    split = rates_by_subjects(records, chosen)
+    split = rates_by_subjects(records, chosen, CALIBRATED)
     out = {
         "date": time.strftime("%Y-%m-%d"),
         "model": args.model,
@@ -203,6 +280,9 @@ def main() -> None:
         "questions": len(records),
         "unanswerable": sum(r["unanswerable"] for r in records),
         "best": best,
+        "score_fitted": asdict(fitted),
+        "score_thresholds_cross_validated": thresholds,
+        "score_in_kb": asdict(CALIBRATED),
         "chosen": chosen,
         "chosen_by_named_subjects": split,
     }
@@ -229,7 +309,18 @@ def main() -> None:
         )
     lines += [
         "",
-        "The gates kb/chain.py uses: "
+        "The learned score (kb/refusal_score.py) over "
+        + ", ".join(FEATURES)
+        + ", decides after the check in place of a threshold on p(check yes). Fitted here: "
+        + _describe(fitted)
+        + ". Its threshold, chosen by the same rule on cross-validated probabilities "
+        "(threshold: refusal / false refusal): "
+        + ", ".join(f"{t['threshold']}: {t['refusal']} / {t['false_refusal']}" for t in thresholds)
+        + ".",
+        "",
+        "The score in kb/refusal_score.py: " + _describe(CALIBRATED) + ".",
+        "",
+        "The gates kb/chain.py uses, with that score: "
         + ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("refusal", "false_refusal"))
         + f": refusal {chosen['refusal']}, false refusal {chosen['false_refusal']}.",
         "",

@@ -11,7 +11,8 @@ three places, each measured on the evaluation sets: before the model runs, when 
 nothing close enough, the sources cover too little of the question, or no source about a subject
 the question names (a company, a product) mentions what is asked about it; at the first token,
 when the model's probability of its not-found reply passes a threshold; and after the answer,
-when it states a number the sources never mention or the model, shown its answer, doubts it.
+when it states a number the sources never mention or one learned score over all these signals
+and the model's own check of its answer says the documents most likely do not hold it.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from kb.evidence import (
     support,
 )
 from kb.models.llm import ChatModel, Usage
+from kb.refusal_score import CALIBRATED as CALIBRATED_SCORE
+from kb.refusal_score import RefusalScore
 from kb.retrieve import Retriever, dedupe
 from kb.store import Hit
 from kb.subjects import named_subjects, subject_coverage, subject_queries
@@ -58,10 +61,11 @@ MAX_NOT_FOUND_PROB = 0.5  # the model's first-step probability of its not-found 
 MIN_SUPPORT = 0.0  # share of the answer's terms and numbers present in the evidence
 INVENTED_NUMBER_REFUSES = True
 MISSING_CONSTRAINT_REFUSES = False  # an answer whose sources miss the question's year or month
-# The model's check of its own answer (prompts.CHECK, KB_ANSWER_CHECK, on by default): refuse
-# below this probability of "yes". With the subject gate it refused two more unanswerable
-# questions of 14 (0.64 -> 0.79) for one more false refusal of 192; ~0.6 s after the answer.
-MIN_CHECK_PROB = 0.5
+# The model's check of its own answer (prompts.CHECK, KB_ANSWER_CHECK, on by default), ~0.6 s
+# after the answer. Its p(yes) joins the other signals in one learned score (kb.refusal_score),
+# which decides the refusal once the check has run; it replaced a threshold on p(yes) alone
+# (below 0.5), which refused fewer unanswerable questions for more false refusals (README).
+REFUSAL_SCORE: RefusalScore | None = CALIBRATED_SCORE
 # Models whose own check is not worth asking: the bundled 0.5B model doubted nearly every good
 # answer (report half: false refusals of span questions 0.86 with the check, answers contained
 # 0.0 / 0.1), so for it KB_ANSWER_CHECK is ignored.
@@ -457,10 +461,12 @@ class AnswerChain:
         if supported < MIN_SUPPORT or (invented and INVENTED_NUMBER_REFUSES):
             return self._refusal(state, "unsupported", text)
         if self.settings.answer_check and self.model.name not in CHECK_SKIPPED_MODELS:
-            p_yes = self._check(state, text)
-            state["diagnostics"]["p_checked"] = round(p_yes, 4)
-            if p_yes < MIN_CHECK_PROB:
-                return self._refusal(state, "unsupported", text)
+            state["diagnostics"]["p_checked"] = round(self._check(state, text), 4)
+            if REFUSAL_SCORE is not None:
+                p_unanswerable = REFUSAL_SCORE.probability(state["diagnostics"])
+                state["diagnostics"]["p_unanswerable"] = round(p_unanswerable, 4)
+                if p_unanswerable >= REFUSAL_SCORE.threshold:
+                    return self._refusal(state, "unsupported", text)
         cited_numbers = [int(n) for n in _CITATION.findall(text)]
         cited_hits = [numbered[n - 1] for n in cited_numbers if 1 <= n <= len(numbered)]
         if not cited_hits:

@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     )
     answer_check: bool = Field(
         True,
-        description="After answering, ask the model whether the sources state its answer and "
-        "refuse when it doubts (~0.6 s, after the answer streamed; skipped for the 0.5B model).",
+        description="After answering, ask the model whether the sources state its answer; its "
+        "doubt joins the learned refusal score (~0.6 s, after the answer streamed; skipped for "
+        "the 0.5B model).",
     )
     min_relevance: float = Field(
         -1.0,

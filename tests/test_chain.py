@@ -125,17 +125,17 @@ def _prepared(chain, question: str) -> dict:
 
 def test_the_answer_check_doubts_an_answer_to_another_question(sample_chain):
     """The model's check, on the real model: an answer the sources state passes, an answer to
-    another question does not, and a figure they never give is trusted less than the real one.
-    (The 1.5B model's doubt about a wrong figure is not always below the threshold: an invented
+    another question does not (p(yes) either side of one half), and a figure they never give is
+    trusted less than the real one.
+    (The 1.5B model's doubt about a wrong figure is not always below one half: an invented
     number is refused by its own gate, tests/test_chain_faults.py.)"""
-    import kb.chain
 
     state = _prepared(sample_chain, "What is the hotel cap in tier-1 cities?")
     with sample_chain.model.turn():
         faithful = sample_chain._check(state, "The hotel cap is USD 180 per night [1].")
         invented = sample_chain._check(state, "The hotel cap is USD 950 per night [1].")
         other = sample_chain._check(state, "The Singapore office opens in March 2027 [1].")
-    assert faithful >= kb.chain.MIN_CHECK_PROB > other
+    assert faithful >= 0.5 > other
     assert faithful > invented
     assert state["diagnostics"]["check_ms"] > 0
 

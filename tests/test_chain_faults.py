@@ -56,16 +56,32 @@ class FakeDoubtingModel(FakeInventingModel):
         return {"yes": 0.05, "no": 0.95}
 
 
-def test_an_answer_the_model_doubts_is_replaced_by_quoted_evidence(sample_settings, sample_chain):
+def test_the_learned_score_decides_after_the_check(sample_settings, sample_chain, monkeypatch):
+    """The model's doubt enters the learned score (kb.refusal_score). With the calibrated
+    weights, doubt alone does not overturn an answer whose sources cover the question; a score
+    that trusts the check alone (a test-only score) refuses it and quotes the sources instead."""
+    import kb.chain
+    from kb.refusal_score import RefusalScore
+
     fake = FakeDoubtingModel("The hotel cap is USD 180 per night [1].", sample_chain.model)
-    chain = AnswerChain(sample_settings, sample_chain.retriever, fake)  # the default: on
-    answer = chain.invoke("What is the hotel cap in tier-1 cities?")
+    chain = AnswerChain(sample_settings, sample_chain.retriever, fake)  # the check: on
+    question = "What is the hotel cap in tier-1 cities?"
+    kept = chain.invoke(question)
+    assert kept.diagnostics["p_checked"] == 0.05
+    assert kept.diagnostics["p_unanswerable"] < kb.chain.REFUSAL_SCORE.threshold
+    assert not kept.refused
+
+    check_only = RefusalScore(weights={"p_checked": -10.0}, intercept=5.0, threshold=0.5)
+    monkeypatch.setattr(kb.chain, "REFUSAL_SCORE", check_only)
+    answer = chain.invoke(question)
     assert answer.refused and answer.refusal_reason == "unsupported"
-    assert answer.diagnostics["p_checked"] == 0.05
+    assert answer.diagnostics["p_unanswerable"] > 0.5
     assert answer.model_answer.startswith("The hotel cap is USD 180")
     assert any("180" in q["text"] for q in answer.evidence), "the sources' words are quoted"
 
     off = sample_settings.model_copy(update={"answer_check": False})
     unchecked = AnswerChain(off, sample_chain.retriever, fake)
-    kept = unchecked.invoke("What is the hotel cap in tier-1 cities?")
-    assert not kept.refused and "p_checked" not in kept.diagnostics
+    not_asked = unchecked.invoke(question)
+    assert not not_asked.refused
+    assert "p_checked" not in not_asked.diagnostics
+    assert "p_unanswerable" not in not_asked.diagnostics
