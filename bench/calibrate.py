@@ -137,20 +137,12 @@ def current_gates() -> dict:
     }
 
 
-def _score_fit(records: list[dict]):
+def _fit(x: np.ndarray, y: np.ndarray):
     from sklearn.linear_model import LogisticRegression
 
-    x = np.array([[feature(r, name) for name in FEATURES] for r in records])
-    y = np.array([r["unanswerable"] for r in records])
     # Balanced classes: 14 unanswerable questions against 192 answerable would otherwise fit a
     # score that never refuses. C=1, the library default; C=0.3 and 3 chose the same threshold.
-    return (
-        x,
-        y,
-        lambda rows: LogisticRegression(class_weight="balanced", max_iter=1000).fit(
-            x[rows], y[rows]
-        ),
-    )
+    return LogisticRegression(class_weight="balanced", max_iter=1000).fit(x, y)
 
 
 def fit_score(records: list[dict], gates: dict, max_false: float) -> tuple[RefusalScore, list]:
@@ -162,12 +154,13 @@ def fit_score(records: list[dict], gates: dict, max_false: float) -> tuple[Refus
     """
     from sklearn.model_selection import StratifiedKFold
 
-    x, y, fit = _score_fit(records)
+    x = np.array([[feature(r, name) for name in FEATURES] for r in records])
+    y = np.array([r["unanswerable"] for r in records])
     cross = np.zeros(len(y))
     for seed in range(10):
         folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
         for train, test in folds.split(x, y):
-            cross[test] += fit(train).predict_proba(x[test])[:, 1] / 10
+            cross[test] += _fit(x[train], y[train]).predict_proba(x[test])[:, 1] / 10
     early = np.array([early_refused(r, gates) for r in records])
     checked = np.array([r.get("p_checked") is not None for r in records])
     tried = []
@@ -182,7 +175,7 @@ def fit_score(records: list[dict], gates: dict, max_false: float) -> tuple[Refus
         )
     feasible = [t for t in tried if t["false_refusal"] <= max_false] or tried[:1]
     best = min(feasible, key=lambda t: (-t["refusal"], t["false_refusal"]))
-    model = fit(np.arange(len(y)))
+    model = _fit(x, y)
     score = RefusalScore(
         weights={n: round(float(w), 2) for n, w in zip(FEATURES, model.coef_[0], strict=True)},
         intercept=round(float(model.intercept_[0]), 2),
