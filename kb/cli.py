@@ -409,7 +409,11 @@ def _stream_answer(chain, question: str, history: list[dict]):
         elif event["type"] == "final":
             final = event["answer"]
     assert final is not None
-    if final.answer != streamed.strip():
+    shown = streamed.strip()
+    if shown and not final.refused and final.answer.startswith(shown):
+        # Only a citation was added to what streamed: finish the line instead of repeating it.
+        out.print(final.answer[len(shown) :], highlight=False, markup=False)
+    elif final.answer != shown:
         if streamed:
             out.print()
             if final.refused and final.refusal_reason == "unsupported":

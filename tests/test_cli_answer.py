@@ -64,6 +64,10 @@ def test_ask_streams_the_answer_then_prints_sources(kb_env):
     assert result.returncode == 0, result.stderr
     assert "15" in result.stdout
     assert "zh/员工手册.md" in result.stdout
+    # The answer streams once; what the chain adds after it (a citation) does not repeat it.
+    answer_line = result.stdout.strip().splitlines()[0]
+    assert "15" in answer_line and "[1]" in answer_line
+    assert result.stdout.count(answer_line.split("[")[0].strip()) == 1
 
 
 def test_batch_mode_answers_in_order_with_history(kb_env, tmp_path):
