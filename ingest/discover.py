@@ -25,6 +25,16 @@ SUPPORTED: dict[str, str] = {
     ".eml": "eml",
 }
 
+
+def supported_extensions() -> list[str]:
+    """The file extensions kb ingests, without dots, sorted ("csv", "docx", …)."""
+    return sorted({ext.lstrip(".") for ext in SUPPORTED})
+
+
+def describe_supported() -> str:
+    return ", ".join(supported_extensions())
+
+
 # Files every office folder collects that nobody means to index: editor lock files, OS metadata.
 _IGNORED_NAMES = {"thumbs.db", "desktop.ini", ".ds_store"}
 
@@ -80,8 +90,6 @@ def walk(target: Path) -> Iterator[FoundFile]:
 
 
 def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The sha256 of a file's content, read in blocks (memory stays flat for any size)."""
     with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()

@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.textio import UndecodableText, decode_text
+from kb.ingest.textio import UndecodableText, decode_text
+from kb.text import CJK_WIDE, is_wide
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ class Document:
         return sum(len(b.text) for b in self.blocks)
 
 
-_CJK = r"\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef"
-_CJK_BREAK = re.compile(rf"(?<=[{_CJK}])\n(?=[{_CJK}])")
+_CJK_BREAK = re.compile(f"(?<=[{CJK_WIDE}])\n(?=[{CJK_WIDE}])")
 _SPACES = re.compile(r"[ \t\u00a0]+")
 
 
@@ -78,15 +78,11 @@ def reflow(text: str) -> str:
             previous = out[-1]
             wrapped = len(previous) >= 0.7 * width and not previous.endswith((":", "："))
             if (wrapped or line[0].islower()) and not previous.endswith(("。", "！", "？")):
-                cjk = _is_cjk_char(previous[-1]) and _is_cjk_char(line[0])
+                cjk = is_wide(previous[-1]) and is_wide(line[0])
                 out[-1] = previous + ("" if cjk else " ") + line
                 continue
         out.append(line)
     return "\n".join(out)
-
-
-def _is_cjk_char(char: str) -> bool:
-    return "\u3000" <= char <= "\u9fff" or "\uff00" <= char <= "\uffef"
 
 
 def _pdf_outline(pdf) -> dict[int, list[tuple[int, str]]]:

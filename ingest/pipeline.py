@@ -20,19 +20,19 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingest.discover import SUPPORTED, FoundFile, file_hash, walk
-from ingest.load import Document, LoadError, load
-from ingest.split import Chunk, split_document
 from kb.config import Settings
-from kb.manifest import FileRecord
+from kb.ingest.discover import FoundFile, describe_supported, file_hash, walk
+from kb.ingest.load import Document, LoadError, load
+from kb.ingest.split import Chunk, split_document
+from kb.manifest import FileEntry, FileRecord
 from kb.models.embeddings import KbEmbeddings
-from kb.store import FileEntry, Store, chunk_id
+from kb.store import Store, chunk_id
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +119,6 @@ def _display(found: FoundFile, roots: int) -> str:
     return found.source if roots == 1 else str(found.path)
 
 
-def _supported_list() -> str:
-    return ", ".join(sorted({ext.lstrip(".") for ext in SUPPORTED}))
-
-
 def embedded_text(title: str, file_name: str, chunk: Chunk) -> str:
     """The text the embedding model sees: document title, file name and section, then the chunk.
 
@@ -164,14 +160,7 @@ class _EmbeddingBatch:
         self.queue: list[tuple[_Pending, int, str]] = []  # (file, chunk index, text to embed)
 
     def add(self, work: _Work, doc: Document, chunks: list[Chunk]) -> None:
-        entry = FileEntry(
-            work.entry.root,
-            work.entry.source,
-            work.entry.file_hash,
-            work.entry.size,
-            work.entry.mtime_ns,
-            doc.title,
-        )
+        entry = replace(work.entry, title=doc.title)
         vectors = np.empty((len(chunks), self.pipeline.embeddings.dim), dtype=np.float32)
         pending = _Pending(work, doc, chunks, entry, vectors)
         self.files.append(pending)
@@ -206,13 +195,8 @@ class _EmbeddingBatch:
         self.files = [p for p in self.files if p.work.source_key not in keys]
         self.queue = [q for q in self.queue if q[0].work.source_key not in keys]
         for pending in failed:
-            work = pending.work
             self.pipeline._fail(
-                work.found,
-                work.display,
-                f"embedding failed ({type(exc).__name__}: {exc})",
-                work.entry.file_hash,
-                self.summary,
+                pending.work, f"embedding failed ({type(exc).__name__}: {exc})", self.summary
             )
 
 
@@ -266,7 +250,7 @@ class Pipeline:
                 if found.format is None:
                     reason = (
                         f"unsupported format '{found.path.suffix or 'no extension'}' "
-                        f"(supported: {_supported_list()})"
+                        f"(supported: {describe_supported()})"
                     )
                     plan.failures.append((found, display, reason))
                     continue
@@ -291,14 +275,9 @@ class Pipeline:
                     and record.mtime_ns == found.mtime_ns
                 ):
                     entry = FileEntry(
-                        root,
-                        found.source,
-                        record.file_hash,
-                        found.size,
-                        found.mtime_ns,
-                        record.title,
+                        root, found.source, record.file_hash, found.size, found.mtime_ns
                     )
-                    plan.unchanged.append((found, entry, False))
+                    plan.unchanged.append((found, replace(entry, title=record.title), False))
                     continue
                 try:
                     digest = file_hash(found.path)
@@ -307,15 +286,7 @@ class Pipeline:
                     continue
                 entry = FileEntry(root, found.source, digest, found.size, found.mtime_ns)
                 if record and record.complete and record.file_hash == digest:
-                    plan.unchanged.append(
-                        (
-                            found,
-                            FileEntry(
-                                root, found.source, digest, found.size, found.mtime_ns, record.title
-                            ),
-                            True,
-                        )
-                    )
+                    plan.unchanged.append((found, replace(entry, title=record.title), True))
                     continue
                 failure = failures.get(found.source)
                 if failure and failure.file_hash == digest:
@@ -351,8 +322,9 @@ class Pipeline:
         targets = list(targets)
         store = self.store
         with store.write_lock():
-            store.collection(self.collection, embed_model=self.settings.embed_model, create=True)
+            store.ensure_collection(self.collection, self.settings.embed_model)
             summary.repaired = {k: v for k, v in store.repair(self.collection).items() if v}
+            store.upgrade(self.collection)
             run_id = store.manifest.start_run(self.collection, [str(t) for t in targets])
             plan = self._plan(targets, prune)
             todo = plan.work
@@ -384,22 +356,12 @@ class Pipeline:
             self.store.touch_file(self.collection, entry)
         summary.unchanged = len(plan.unchanged)
 
-    def _fail(
-        self, found: FoundFile, display: str, error: str, digest: str | None, summary: IngestSummary
-    ) -> None:
-        summary.failed.append(Failure(display, error))
-        if digest is not None:
-            with self.store.manifest.transaction():
-                self.store.manifest.record_failure(
-                    self.collection,
-                    str(found.root),
-                    found.source,
-                    digest,
-                    found.size,
-                    found.mtime_ns,
-                    error,
-                )
-        self.progress(Event("file", source=display, status="failed", error=error, bytes=found.size))
+    def _fail(self, work: _Work, error: str, summary: IngestSummary) -> None:
+        summary.failed.append(Failure(work.display, error))
+        self.store.record_failure(self.collection, work.entry, error)
+        self.progress(
+            Event("file", source=work.display, status="failed", error=error, bytes=work.found.size)
+        )
 
     def _record_failures(self, plan: _Plan, summary: IngestSummary) -> None:
         for _found, display, error in plan.failures:
@@ -409,14 +371,7 @@ class Pipeline:
     def _copy(self, work: _Work, plan: _Plan, summary: IngestSummary) -> None:
         original = work.copy_from
         assert original is not None
-        entry = FileEntry(
-            work.entry.root,
-            work.entry.source,
-            work.entry.file_hash,
-            work.entry.size,
-            work.entry.mtime_ns,
-            original.title,
-        )
+        entry = replace(work.entry, title=original.title)
         n = self.store.copy_file(self.collection, original, entry)
         summary.chunks += n
         if (original.root, original.source) in plan.renamed_from:
@@ -473,7 +428,7 @@ class Pipeline:
             while (item := parsed.get()) is not None:
                 work, doc, chunks, error = item
                 if error is not None:
-                    self._fail(work.found, work.display, error, work.entry.file_hash, summary)
+                    self._fail(work, error, summary)
                     continue
                 batch.add(work, doc, chunks)
             batch.flush(final=True)
@@ -502,13 +457,7 @@ class Pipeline:
             self.store.commit_file(self.collection, entry, ids)
         except Exception as exc:
             log.debug("failed to index %s", work.found.path, exc_info=True)
-            self._fail(
-                work.found,
-                work.display,
-                f"{type(exc).__name__}: {exc}",
-                work.entry.file_hash,
-                summary,
-            )
+            self._fail(work, f"{type(exc).__name__}: {exc}", summary)
             return
         n = len(pending.chunks)
         summary.chunks += n
@@ -540,13 +489,18 @@ class Pipeline:
 
 
 def forget(store: Store, collection: str, path: str) -> list[str]:
-    """Remove the chunks of the file(s) recorded under `path` (relative source or full path)."""
+    """Remove the chunks of the file(s) recorded under `path` (relative source or full path).
+
+    Takes the knowledge base's write lock, as ingestion does: a forget never interleaves with a
+    running ingestion's journal.
+    """
     candidate = Path(path).expanduser()
     wanted = str(candidate.resolve()) if candidate.exists() else path
     removed = []
-    for record in store.manifest.files(collection).values():
-        full = f"{record.root}/{record.source}"
-        if path in (record.source, full) or wanted == full:
-            store.remove_file(collection, record)
-            removed.append(record.source)
+    with store.write_lock():
+        for record in store.manifest.files(collection).values():
+            full = f"{record.root}/{record.source}"
+            if path in (record.source, full) or wanted == full:
+                store.remove_file(collection, record)
+                removed.append(record.source)
     return removed

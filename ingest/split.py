@@ -18,8 +18,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ingest.load import Block, Document
-from kb.text import split_sentences
+from kb.ingest.load import Block, Document
+from kb.text import is_wide, split_sentences
 
 TokenCount = Callable[[str], int]
 
@@ -84,13 +84,9 @@ def _units(text: str, limit: int, count: TokenCount) -> Iterator[_Unit]:
 
 def _joiner(left: str, right: str) -> str:
     # Chinese text needs no space between sentences; everything else gets one line break.
-    if left and right and _is_cjk(left[-1]) and _is_cjk(right[0]):
+    if left and right and is_wide(left[-1]) and is_wide(right[0]):
         return ""
     return "\n"
-
-
-def _is_cjk(char: str) -> bool:
-    return "\u3000" <= char <= "\u9fff" or "\uff00" <= char <= "\uffef"
 
 
 class _Packer:

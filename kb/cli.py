@@ -29,8 +29,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kb import services
+import kb
+from kb.answer.types import Answer, AnswerEvent, Done, Refused, Replace, Sources, Token, label
+from kb.app import KnowledgeBase, SearchFilter
 from kb.config import Settings, get_settings
+from kb.errors import ConfigError, InputError, KbError
+from kb.jsonl import read_objects, validate_history
 
 app = typer.Typer(
     help="kb: ask your company's documents, offline.",
@@ -48,16 +52,36 @@ CollectionOpt = Annotated[
     typer.Option("--collection", "-c", help="Collection to use (default: KB_COLLECTION)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+FolderOpt = Annotated[
+    list[str] | None,
+    typer.Option("--folder", help="Only documents under this folder (as ingested); repeatable."),
+]
+FileTypeOpt = Annotated[
+    list[str] | None,
+    typer.Option("--type", help="Only documents of this file type, e.g. pdf; repeatable."),
+]
 
 
-class UserError(Exception):
-    """A problem the user can fix; shown as one line, never as a traceback."""
+class UserError(KbError):
+    """A problem with the command line itself; shown as one line, never as a traceback."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"kb {kb.__version__}", highlight=False)
+        raise typer.Exit()
 
 
 @app.callback()
 def main(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show tracebacks and debug logs.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print kb's version and exit."
+        ),
     ] = False,
 ) -> None:
     _state["verbose"] = verbose
@@ -75,12 +99,9 @@ def main(
 @contextmanager
 def _errors() -> Iterator[None]:
     """Turn expected failures into one clear line and exit code 2."""
-    from kb.models.bundled import ModelError
-    from kb.store import StoreError
-
     try:
         yield
-    except (UserError, ModelError, StoreError, FileNotFoundError, ValueError) as exc:
+    except (KbError, FileNotFoundError) as exc:
         if _state["verbose"]:
             err.print_exception()
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
@@ -103,7 +124,22 @@ def _errors() -> Iterator[None]:
 
 
 def _settings() -> Settings:
-    return get_settings()
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"KB_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting ({problems}); see .env.example") from None
+
+
+@contextmanager
+def _knowledge_base() -> Iterator[KnowledgeBase]:
+    """The facade for this command, closed (models freed) when the command ends."""
+    with KnowledgeBase(_settings()) as knowledge:
+        yield knowledge
 
 
 def _print_json(data: Any) -> None:
@@ -188,8 +224,7 @@ def ingest(
     as_json: JsonOpt = False,
 ) -> None:
     """Add documents to the knowledge base; re-running touches only what changed."""
-    settings = _settings()
-    with _errors():
+    with _errors(), _knowledge_base() as knowledge:
         for path in paths:
             if not path.exists():
                 raise UserError(f"{path}: no such file or folder")
@@ -207,12 +242,8 @@ def ingest(
             disable=not err.is_terminal and not _state["verbose"],
         )
         with progress:
-            summary = services.ingest(
-                settings,
-                paths,
-                collection=collection,
-                prune=prune,
-                progress=_IngestProgress(progress),
+            summary = knowledge.ingest(
+                paths, collection=collection, prune=prune, progress=_IngestProgress(progress)
             )
     if as_json:
         _print_json(summary.to_json())
@@ -243,11 +274,8 @@ def _human_bytes(n: int | None) -> str:
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """Show collections, files, chunks, size on disk, models and the last ingestion."""
-    from kb.status import knowledge_base_status
-
-    settings = _settings()
-    with _errors():
-        info = knowledge_base_status(settings, services.store(settings))
+    with _errors(), _knowledge_base() as knowledge:
+        info = knowledge.status()
     if as_json:
         _print_json(info)
         return
@@ -281,14 +309,9 @@ def forget(
     collection: CollectionOpt = None,
 ) -> None:
     """Remove one file's chunks from the knowledge base."""
-    from ingest.pipeline import forget as forget_file
-
-    settings = _settings()
-    name = collection or settings.collection
-    with _errors():
-        store = services.store(settings)
-        with store.write_lock():
-            removed = forget_file(store, name, path)
+    with _errors(), _knowledge_base() as knowledge:
+        name = collection or knowledge.settings.collection
+        removed = knowledge.forget(path, name)
         if not removed:
             raise UserError(f"{path}: not in collection {name!r} (see `kb status`)")
     for source in removed:
@@ -300,28 +323,11 @@ def forget(
 
 def _read_batch(path: Path) -> Iterator[dict]:
     """JSON lines with a `question` (optional `history`), validated with file:line errors."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such input file")
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise UserError(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(item, dict) or not str(item.get("question", "")).strip():
-                raise UserError(f"{path}:{number}: each line needs a non-empty 'question' field")
-            history = item.get("history") or []
-            if not isinstance(history, list) or any(
-                not isinstance(t, dict) or t.get("role") not in ("user", "assistant")
-                for t in history
-            ):
-                raise UserError(
-                    f"{path}:{number}: 'history' must be a list of "
-                    '{"role": "user"|"assistant", "content": ...}'
-                )
-            yield item
+    for number, item in read_objects(path):
+        if not str(item.get("question", "")).strip():
+            raise InputError(f"{path}:{number}: each line needs a non-empty 'question' field")
+        item["history"] = validate_history(item.get("history"), f"{path}:{number}")
+        yield item
 
 
 def _search_json(query: str, result) -> dict:
@@ -351,19 +357,20 @@ def search(
     input_file: Annotated[
         Path | None, typer.Option("--input", help="JSON lines with a 'question' field.")
     ] = None,
+    folder: FolderOpt = None,
+    file_type: FileTypeOpt = None,
 ) -> None:
     """Show the chunks retrieved for a query, with scores (no model needed)."""
-    settings = _settings()
-    with _errors():
+    with _errors(), _knowledge_base() as knowledge:
         if (query is None) == (input_file is None):
             raise UserError("give a QUERY or --input FILE (one of them)")
-        retriever = services.retriever(settings, collection)
+        filters = SearchFilter.of(folder or [], file_type or [])
         if input_file is not None:
             for item in _read_batch(input_file):
-                result = retriever.search(item["question"], k)
+                result = knowledge.search(item["question"], k, collection, filters)
                 _print_json(_search_json(item["question"], result))
             return
-        result = retriever.search(query, k)
+        result = knowledge.search(query, k, collection, filters)
     if as_json:
         _print_json(_search_json(query, result))
         return
@@ -380,51 +387,68 @@ def search(
         out.print("   " + " ".join(hit.text.split())[:400], highlight=False)
 
 
-def _render_sources(answer) -> None:
-    if answer.refused:
-        if answer.also_retrieved:
-            from kb import prompts
-
-            out.print(f"\n[dim]{prompts.NEAREST[answer.language]}[/]")
-            for src in answer.also_retrieved[:3]:
-                where = src.source + (f", p. {src.page}" if src.page else "")
-                out.print(f"  - {where}: {src.snippet[:160]}", highlight=False)
-        return
-    out.print("\n[bold]Sources[/]" if answer.language == "en" else "\n[bold]来源[/]")
-    for src in answer.sources:
-        where = src.source + (f", p. {src.page}" if src.page else "")
-        section = f" — {src.section}" if src.section else ""
-        out.print(f"  [{src.n}] [cyan]{where}[/]{section}", highlight=False)
-        out.print(f"      “{src.snippet}”", highlight=False)
+def _where(source) -> str:
+    return source.source + (f", p. {source.page}" if source.page else "")
 
 
-def _stream_answer(chain, question: str, history: list[dict]):
-    """Print an answer as it streams; return the final Answer."""
-    final = None
-    streamed = ""
-    for event in chain.stream(question, history):
-        if event["type"] == "token":
-            streamed += event["text"]
-            out.print(event["text"], end="", highlight=False, markup=False)
-        elif event["type"] == "final":
-            final = event["answer"]
-    assert final is not None
-    shown = streamed.strip()
-    if shown and not final.refused and final.answer.startswith(shown):
-        # Only a citation was added to what streamed: finish the line instead of repeating it.
-        out.print(final.answer[len(shown) :], highlight=False, markup=False)
-    elif final.answer != shown:
-        if streamed:
+class _AnswerPrinter:
+    """Renders a streamed answer's events on the terminal: tokens as they come, then the
+    sources. A terminal cannot take text back, so a replacement starts a new line."""
+
+    def __init__(self) -> None:
+        self.line_open = False
+        self.refused = False
+
+    def __call__(self, event: AnswerEvent) -> None:
+        if isinstance(event, Token):
+            out.print(event.text, end="", highlight=False, markup=False)
+            self.line_open = True
+        elif isinstance(event, Replace):
+            self._end_line()
+            out.print(event.text, end="", highlight=False, markup=False)
+            self.line_open = True
+        elif isinstance(event, Refused):
+            self.refused = True
+            if self.line_open:
+                self._end_line()
+                if event.evidence:
+                    out.print(f"[yellow]{label('unsupported', event.language)}[/]")
+                    for quote in event.evidence:
+                        out.print(f"  “{quote.text}” ({quote.source})", highlight=False)
+            out.print(event.message, end="", highlight=False, markup=False)
+            self.line_open = True
+        elif isinstance(event, Sources):
+            self._end_line()
+            self._sources(event)
+
+    def _end_line(self) -> None:
+        if self.line_open:
             out.print()
-            if final.refused and final.refusal_reason == "unsupported":
-                from kb import prompts
+            self.line_open = False
 
-                out.print(f"[yellow]{prompts.UNSUPPORTED[final.language]}[/]")
-                for quote in final.evidence:
-                    out.print(f"  “{quote['text']}” ({quote['source']})", highlight=False)
-        out.print(final.answer, highlight=False, markup=False)
-    else:
-        out.print()
+    def _sources(self, event: Sources) -> None:
+        if self.refused:
+            if event.also_retrieved:
+                out.print(f"\n[dim]{label('nearest', event.language)}[/]")
+                for src in event.also_retrieved[:3]:
+                    out.print(f"  - {_where(src)}: {src.snippet[:160]}", highlight=False)
+            return
+        out.print(f"\n[bold]{label('sources', event.language)}[/]")
+        for src in event.cited:
+            section = f" — {src.section}" if src.section else ""
+            out.print(f"  [{src.n}] [cyan]{_where(src)}[/]{section}", highlight=False)
+            out.print(f"      “{src.snippet}”", highlight=False)
+
+
+def _stream_answer(events: Iterator[AnswerEvent]) -> Answer:
+    """Print an answer as it streams, then its sources; return the final Answer."""
+    printer = _AnswerPrinter()
+    final = None
+    for event in events:
+        printer(event)
+        if isinstance(event, Done):
+            final = event.answer
+    assert final is not None
     return final
 
 
@@ -437,54 +461,52 @@ def ask(
         Path | None,
         typer.Option("--input", help="JSON lines with 'question' (and optional 'history')."),
     ] = None,
+    folder: FolderOpt = None,
+    file_type: FileTypeOpt = None,
 ) -> None:
     """Answer a question from the knowledge base, citing its sources."""
-    settings = _settings()
-    with _errors():
+    with _errors(), _knowledge_base() as knowledge:
         if (question is None) == (input_file is None):
             raise UserError("give a QUESTION or --input FILE (one of them)")
-        chain = services.answer_chain(settings, collection)
+        filters = SearchFilter.of(folder or [], file_type or [])
+        knowledge.chain(collection)  # load the models before the first question
         if input_file is not None:
             for item in _read_batch(input_file):
-                answer = chain.invoke(item["question"], item.get("history") or [])
+                answer = knowledge.ask(item["question"], item["history"], collection, filters)
                 _print_json(answer.to_json())
             return
         if as_json:
-            _print_json(chain.invoke(question).to_json())
+            _print_json(knowledge.ask(question, None, collection, filters).to_json())
             return
-        answer = _stream_answer(chain, question, [])
-        _render_sources(answer)
+        _stream_answer(knowledge.stream(question, None, collection, filters))
 
 
 @app.command()
 def chat(collection: CollectionOpt = None) -> None:
     """Talk with the knowledge base; follow-up questions use the conversation."""
-    settings = _settings()
-    with _errors():
-        chain = services.answer_chain(settings, collection)
-    err.print("[dim]Ask a question. /new starts a new conversation, /exit or Ctrl-D quits.[/]")
-    history: list[dict] = []
-    while True:
-        try:
-            question = input("\n> ").strip()
-        except (EOFError, KeyboardInterrupt):
-            out.print()
-            return
-        if not question:
-            continue
-        if question in ("/exit", "/quit"):
-            return
-        if question == "/new":
-            history = []
-            err.print("[dim]new conversation[/]")
-            continue
-        with _errors():
-            answer = _stream_answer(chain, question, history)
-        _render_sources(answer)
-        history += [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": answer.answer},
-        ]
+    with _errors(), _knowledge_base() as knowledge:
+        knowledge.chain(collection)
+        err.print("[dim]Ask a question. /new starts a new conversation, /exit or Ctrl-D quits.[/]")
+        history: list[dict] = []
+        while True:
+            try:
+                question = input("\n> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                out.print()
+                return
+            if not question:
+                continue
+            if question in ("/exit", "/quit"):
+                return
+            if question == "/new":
+                history = []
+                err.print("[dim]new conversation[/]")
+                continue
+            answer = _stream_answer(knowledge.stream(question, history, collection))
+            history += [
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer.answer},
+            ]
 
 
 # --- ui ----------------------------------------------------------------------------------
@@ -496,11 +518,12 @@ def ui(
     port: Annotated[int | None, typer.Option(help="Port (default KB_UI_PORT).")] = None,
 ) -> None:
     """Start the web page where employees ask questions (Streamlit)."""
-    from ui.launch import launch
+    from kb.ui.launch import launch
 
-    settings = _settings()
     with _errors():
-        raise typer.Exit(launch(settings, host or settings.ui_host, port or settings.ui_port))
+        settings = _settings()
+        code = launch(settings, host or settings.ui_host, port or settings.ui_port)
+    raise typer.Exit(code)
 
 
 # --- eval --------------------------------------------------------------------------------
@@ -555,69 +578,49 @@ def evaluate(
             rows = report.compare(a, b)
         out.print(report.compare_table(rows))
         return
-    settings = _settings()
     with _errors():
         if not qa_files:
             raise UserError("give one or more question files (or --compare A.json B.json)")
-        ks = _parse_ks(k)
-        skipped: list[str] = []
-        questions = [
-            q for path in qa_files for q in runner.read_questions(path, limit, skipped=skipped)
-        ]
-        if skipped:
-            err.print(f"skipped {len(skipped)} question(s) with empty text: {', '.join(skipped)}")
+        settings = _settings()
+        request = runner.EvalRequest(
+            qa_files=list(qa_files),
+            ks=_parse_ks(k),
+            answers=answers,
+            limit=limit,
+            ingest_docs=ingest_docs,
+            distractors=list(distractors or []),
+            collection=collection,
+        )
         destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
-        meta = {
-            "question_files": [str(p) for p in qa_files],
-            "limit": limit,
-            "answers": answers,
-            "embed_model": settings.embed_model,
-            "llm_model": settings.llm_model if answers else None,
-            "top_k": settings.top_k,
-            "skipped_empty_questions": len(skipped),
-            "date": time.strftime("%Y-%m-%d %H:%M"),
-        }
-
-        def execute(run_settings: Settings) -> runner.EvalRun:
-            progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=err,
-                disable=not err.is_terminal,
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not err.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("evaluating", total=None)
+            outcome = runner.evaluate(
+                settings,
+                request,
+                on_start=lambda n: progress.update(task, total=n),
+                on_record=lambda _: progress.advance(task),
             )
-            with progress:
-                task = progress.add_task("evaluating", total=len(questions))
-                return runner.run(
-                    run_settings,
-                    questions,
-                    collection=collection,
-                    answers=answers,
-                    k_max=max(ks),
-                    on_record=lambda _: progress.advance(task),
-                )
-
-        if ingest_docs:
-            with runner.throwaway_knowledge_base(settings, qa_files, distractors or []) as (
-                temp_settings,
-                ingest_summary,
-            ):
-                meta["ingested"] = ingest_summary.to_json()
-                result = execute(temp_settings)
-        else:
-            result = execute(settings)
-        summary = report.summarize(result.records, ks)
-        meta.update(seconds=round(result.seconds, 1), interrupted=result.interrupted)
-        summary["meta"] = meta
-        paths = report.write_report(summary, result.records, destination, "kb eval")
-    if result.interrupted:
+        if outcome.skipped:
+            err.print(
+                f"skipped {len(outcome.skipped)} question(s) with empty text: "
+                + ", ".join(outcome.skipped)
+            )
+        paths = report.write_report(outcome.summary, outcome.records, destination, "kb eval")
+    if outcome.interrupted:
         err.print(
-            f"[yellow]interrupted: {len(result.records)} of {len(questions)} questions "
+            f"[yellow]interrupted: {len(outcome.records)} of {outcome.questions} questions "
             "measured; partial results written[/]"
         )
-    out.print(report.render_markdown(summary, "kb eval"), markup=False, highlight=False)
+    out.print(report.render_markdown(outcome.summary, "kb eval"), markup=False, highlight=False)
     for name, path in paths.items():
         err.print(f"{name}: {path}", highlight=False)

@@ -54,6 +54,18 @@ CREATE TABLE IF NOT EXISTS runs (
 
 
 @dataclass(frozen=True)
+class FileEntry:
+    """A file as the knowledge base records it: where it came from and what its content was."""
+
+    root: str
+    source: str
+    file_hash: str
+    size: int
+    mtime_ns: int
+    title: str = ""
+
+
+@dataclass(frozen=True)
 class FileRecord:
     collection: str
     root: str
@@ -156,17 +168,7 @@ class Manifest:
             args = (collection,)
         return [_record(r) for r in self._run(query, args)]
 
-    def begin_file(
-        self,
-        collection: str,
-        root: str,
-        source: str,
-        file_hash: str,
-        size: int,
-        mtime_ns: int,
-        title: str,
-        pending_ids: Iterable[str],
-    ) -> None:
+    def begin_file(self, collection: str, entry: FileEntry, pending_ids: Iterable[str]) -> None:
         """Journal the chunks about to be written for a file (keeps its current chunk_ids)."""
         self._run(
             """INSERT INTO files (collection, root, source, file_hash, size, mtime_ns, title,
@@ -176,52 +178,42 @@ class Manifest:
                    pending_ids = excluded.pending_ids""",
             (
                 collection,
-                root,
-                source,
-                file_hash,
-                size,
-                mtime_ns,
-                title,
+                entry.root,
+                entry.source,
+                entry.file_hash,
+                entry.size,
+                entry.mtime_ns,
+                entry.title,
                 json.dumps(list(pending_ids)),
                 time.time(),
             ),
         )
 
-    def finish_file(
-        self,
-        collection: str,
-        root: str,
-        source: str,
-        file_hash: str,
-        size: int,
-        mtime_ns: int,
-        title: str,
-        chunk_ids: Iterable[str],
-    ) -> None:
+    def finish_file(self, collection: str, entry: FileEntry, chunk_ids: Iterable[str]) -> None:
         self._run(
             """UPDATE files SET file_hash = ?, size = ?, mtime_ns = ?, title = ?, chunk_ids = ?,
                                 pending_ids = NULL, ingested_at = ?
                WHERE collection = ? AND root = ? AND source = ?""",
             (
-                file_hash,
-                size,
-                mtime_ns,
-                title,
+                entry.file_hash,
+                entry.size,
+                entry.mtime_ns,
+                entry.title,
                 json.dumps(list(chunk_ids)),
                 time.time(),
                 collection,
-                root,
-                source,
+                entry.root,
+                entry.source,
             ),
         )
-        self.clear_failure(collection, root, source)
+        self.clear_failure(collection, entry.root, entry.source)
 
-    def touch_file(self, collection: str, root: str, source: str, size: int, mtime_ns: int) -> None:
+    def touch_file(self, collection: str, entry: FileEntry) -> None:
         """Record a new mtime for a file whose content did not change."""
         self._run(
             "UPDATE files SET size = ?, mtime_ns = ?"
             " WHERE collection = ? AND root = ? AND source = ?",
-            (size, mtime_ns, collection, root, source),
+            (entry.size, entry.mtime_ns, collection, entry.root, entry.source),
         )
 
     def remove_file(self, collection: str, root: str, source: str) -> None:
@@ -244,21 +236,20 @@ class Manifest:
             for r in rows
         }
 
-    def record_failure(
-        self,
-        collection: str,
-        root: str,
-        source: str,
-        file_hash: str,
-        size: int,
-        mtime_ns: int,
-        error: str,
-    ) -> None:
+    def record_failure(self, collection: str, entry: FileEntry, error: str) -> None:
         self._run(
             """INSERT OR REPLACE INTO failures
                (collection, root, source, file_hash, size, mtime_ns, error)
                VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (collection, root, source, file_hash, size, mtime_ns, error),
+            (
+                collection,
+                entry.root,
+                entry.source,
+                entry.file_hash,
+                entry.size,
+                entry.mtime_ns,
+                error,
+            ),
         )
 
     def clear_failure(self, collection: str, root: str, source: str) -> None:

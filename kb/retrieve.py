@@ -1,7 +1,9 @@
-"""Retrieval over the knowledge base: the top-k chunks for a query, with scores.
+"""Retrieval: the top-k chunks for a query, among those a filter allows, with scores.
 
-`Retriever.search` is what kb's own chain and `kb search` use; `KbRetriever` wraps it as a
-LangChain `BaseRetriever`, so the knowledge base plugs into anyone's LangChain chain.
+`Retriever` is the seam: anything with `search(query, k, filters)` can find chunks (the vector
+retriever here; a keyword retriever and a fusion of both slot in beside it). Filters travel on
+every call down into the store's indexes. `LangChainRetriever` wraps any of them as a LangChain
+`BaseRetriever`, so a knowledge base plugs into anyone's LangChain chain.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
+from kb.filters import SearchFilter
 from kb.models.embeddings import KbEmbeddings
 from kb.store import Hit, Store
 
@@ -28,6 +32,17 @@ class SearchResult:
     query: str
     hits: list[Hit]
     retrieve_ms: float
+
+
+@runtime_checkable
+class Retriever(Protocol):
+    """Finds the chunks of one collection that best match a query."""
+
+    collection: str
+
+    def search(self, query: str, k: int, filters: SearchFilter | None = None) -> SearchResult:
+        """The best `k` chunks for `query` among those `filters` allows, best first."""
+        ...
 
 
 def _fingerprint(text: str) -> str:
@@ -63,19 +78,21 @@ def dedupe(hits: list[Hit], threshold: float = 0.85) -> list[Hit]:
     return kept
 
 
-class Retriever:
+class VectorRetriever:
+    """Nearest chunks by embedding similarity (cosine), near-duplicates dropped."""
+
     def __init__(self, store: Store, embeddings: KbEmbeddings, collection: str) -> None:
         self.store = store
         self.embeddings = embeddings
         self.collection = collection
         # Fail early and clearly if the collection was built with another embedding model.
-        store.collection(collection, embed_model=embeddings.model_id)
+        store.check_collection(collection, embed_model=embeddings.model_id)
 
-    def search(self, query: str, k: int) -> SearchResult:
+    def search(self, query: str, k: int, filters: SearchFilter | None = None) -> SearchResult:
         started = time.perf_counter()
         vector = self.embeddings.embed_query_vector(query)
         fetch = max(k * _OVERFETCH, k + 4)
-        hits = self.store.query(self.collection, vector, fetch)
+        hits = self.store.query(self.collection, vector, fetch, filters)
         hits = dedupe(hits)[:k]
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000)
 
@@ -86,15 +103,17 @@ def hit_to_document(hit: Hit) -> Document:
     return Document(page_content=hit.text, metadata=metadata, id=hit.chunk_id)
 
 
-class KbRetriever(BaseRetriever):
-    """LangChain retriever over a kb collection; documents carry `score` in their metadata."""
+class LangChainRetriever(BaseRetriever):
+    """A kb retriever as a LangChain retriever; documents carry `score` in their metadata."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     retriever: Retriever
     k: int = 5
+    filters: SearchFilter | None = None
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun
     ) -> list[Document]:
-        return [hit_to_document(h) for h in self.retriever.search(query, self.k).hits]
+        result = self.retriever.search(query, self.k, self.filters)
+        return [hit_to_document(h) for h in result.hits]

@@ -6,7 +6,9 @@ Chroma and the manifest are kept in step:
     journal new ids → delete old chunks → add new chunks → commit (manifest row complete)
 
 A crash anywhere leaves a journalled (incomplete) row; `repair()` deletes every chunk that row
-names and forgets it, so the next ingestion adds the file again. Nothing else writes to Chroma.
+names and forgets it, so the next ingestion adds the file again. Nothing else writes to Chroma,
+and no caller ever holds a Chroma collection: every index of chunks (Chroma today, a keyword
+index beside it) is written here, under the same journal, so they stay in step.
 """
 
 from __future__ import annotations
@@ -24,16 +26,14 @@ from typing import Any
 import numpy as np
 
 from kb.config import Settings
-from kb.manifest import FileRecord, Manifest
+from kb.errors import StoreError
+from kb.filters import SCHEMA_VERSION, SearchFilter, filter_metadata
+from kb.manifest import FileEntry, FileRecord, Manifest
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _CHROMA_PREFIX = "kb-"
 # Chroma rejects very large single writes; this keeps each call well under its limits.
 _WRITE_BATCH = 2000
-
-
-class StoreError(RuntimeError):
-    """The knowledge base cannot be used as asked; the message says why and what to do."""
 
 
 def validate_collection(name: str) -> str:
@@ -43,18 +43,6 @@ def validate_collection(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
-
-
-@dataclass(frozen=True)
-class FileEntry:
-    """A file as the store records it: where it came from and what its content was."""
-
-    root: str
-    source: str
-    file_hash: str
-    size: int
-    mtime_ns: int
-    title: str = ""
 
 
 @dataclass
@@ -128,7 +116,7 @@ class Store:
                 )
         return self._client
 
-    def collection(self, name: str, embed_model: str | None = None, create: bool = False):
+    def _collection(self, name: str, embed_model: str | None = None, create: bool = False):
         """The Chroma collection behind `name`; checks it was built with `embed_model`."""
         validate_collection(name)
         if name not in self._collections:
@@ -138,7 +126,11 @@ class Store:
                     raise StoreError("an embedding model is needed to create a collection")
                 col = self.client.get_or_create_collection(
                     chroma_name,
-                    metadata={"embed_model": embed_model, "created_at": time.time()},
+                    metadata={
+                        "embed_model": embed_model,
+                        "created_at": time.time(),
+                        "kb_schema": SCHEMA_VERSION,
+                    },
                     configuration={"hnsw": {"space": "cosine"}},
                     embedding_function=None,
                 )
@@ -161,9 +153,17 @@ class Store:
             )
         return col
 
+    def ensure_collection(self, name: str, embed_model: str) -> None:
+        """Create collection `name` for vectors of `embed_model`, or check the one there."""
+        self._collection(name, embed_model=embed_model, create=True)
+
+    def check_collection(self, name: str, embed_model: str | None = None) -> None:
+        """Raise StoreError unless `name` exists (and was built with `embed_model`)."""
+        self._collection(name, embed_model=embed_model)
+
     def has_collection(self, name: str) -> bool:
         try:
-            self.collection(name)
+            self._collection(name)
         except StoreError:
             return False
         return True
@@ -177,13 +177,13 @@ class Store:
         return sorted(names)
 
     def embed_model_of(self, name: str) -> str | None:
-        return (self.collection(name).metadata or {}).get("embed_model")
+        return (self._collection(name).metadata or {}).get("embed_model")
 
     def where(self) -> str:
         return self.settings.chroma_url or str(self.settings.chroma_path)
 
     def count(self, collection: str) -> int:
-        return self.collection(collection).count()
+        return self._collection(collection).count()
 
     def drop_collection(self, name: str) -> None:
         # Deleting what is already gone is fine.
@@ -202,6 +202,9 @@ class Store:
         texts: Sequence[str],
         metadatas: Sequence[dict],
     ) -> None:
+        # The fields filters read are derived here, the one place chunks are written, so no
+        # writer can forget them.
+        metadatas = [{**m, **filter_metadata(str(m.get("source", "")))} for m in metadatas]
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
             col.upsert(
@@ -219,18 +222,9 @@ class Store:
 
     def begin_file(self, collection: str, entry: FileEntry, new_ids: Sequence[str]) -> None:
         """Journal `new_ids` for `entry` and delete the chunks of its previous version."""
-        col = self.collection(collection)
+        col = self._collection(collection)
         with self.manifest.transaction():
-            self.manifest.begin_file(
-                collection,
-                entry.root,
-                entry.source,
-                entry.file_hash,
-                entry.size,
-                entry.mtime_ns,
-                entry.title,
-                new_ids,
-            )
+            self.manifest.begin_file(collection, entry, new_ids)
         previous = self.manifest.files(collection, entry.root).get((entry.root, entry.source))
         if previous and previous.chunk_ids:
             keep = set(new_ids)
@@ -244,24 +238,15 @@ class Store:
         texts: Sequence[str],
         metadatas: Sequence[dict],
     ) -> None:
-        self._add(self.collection(collection), ids, vectors, texts, metadatas)
+        self._add(self._collection(collection), ids, vectors, texts, metadatas)
 
     def commit_file(self, collection: str, entry: FileEntry, ids: Sequence[str]) -> None:
         with self.manifest.transaction():
-            self.manifest.finish_file(
-                collection,
-                entry.root,
-                entry.source,
-                entry.file_hash,
-                entry.size,
-                entry.mtime_ns,
-                entry.title,
-                ids,
-            )
+            self.manifest.finish_file(collection, entry, ids)
 
     def copy_file(self, collection: str, original: FileRecord, entry: FileEntry) -> int:
         """Index `entry` by reusing the vectors of an identical file: no parsing, no embedding."""
-        col = self.collection(collection)
+        col = self._collection(collection)
         got = col.get(
             ids=list(original.chunk_ids), include=["embeddings", "documents", "metadatas"]
         )
@@ -292,12 +277,15 @@ class Store:
 
     def touch_file(self, collection: str, entry: FileEntry) -> None:
         with self.manifest.transaction():
-            self.manifest.touch_file(
-                collection, entry.root, entry.source, entry.size, entry.mtime_ns
-            )
+            self.manifest.touch_file(collection, entry)
+
+    def record_failure(self, collection: str, entry: FileEntry, error: str) -> None:
+        """Remember that this content of the file failed, so an unchanged file is not retried."""
+        with self.manifest.transaction():
+            self.manifest.record_failure(collection, entry, error)
 
     def remove_file(self, collection: str, record: FileRecord) -> int:
-        col = self.collection(collection)
+        col = self._collection(collection)
         ids = list(record.chunk_ids) + list(record.pending_ids or ())
         self._delete(col, ids)
         with self.manifest.transaction():
@@ -311,7 +299,7 @@ class Store:
 
         Cheap when nothing is wrong: one count compared with the manifest's total.
         """
-        col = self.collection(collection)
+        col = self._collection(collection)
         repaired = {"incomplete_files": 0, "orphan_chunks": 0, "files_missing_chunks": 0}
         for record in self.manifest.incomplete(collection):
             self.remove_file(collection, record)
@@ -340,12 +328,41 @@ class Store:
         repaired["orphan_chunks"] = len(orphans)
         return repaired
 
+    def upgrade(self, collection: str) -> int:
+        """Bring chunks written by an older kb up to the current metadata schema (the fields
+        filters read), without re-embedding anything. Returns the number of chunks updated."""
+        col = self._collection(collection)
+        if int((col.metadata or {}).get("kb_schema", 1)) >= SCHEMA_VERSION:
+            return 0
+        updated = 0
+        for batch in self._pages(col):
+            ids = [h.chunk_id for h in batch]
+            metadatas = [{**h.metadata, **filter_metadata(h.source)} for h in batch]
+            for start in range(0, len(ids), _WRITE_BATCH):
+                end = start + _WRITE_BATCH
+                col.update(ids=ids[start:end], metadatas=metadatas[start:end])
+            updated += len(ids)
+        col.modify(metadata={**(col.metadata or {}), "kb_schema": SCHEMA_VERSION})
+        self._collections.pop(collection, None)
+        return updated
+
     # --- reading -----------------------------------------------------------------------------
 
     def query(
-        self, collection: str, vector: np.ndarray, k: int, where: dict | None = None
+        self,
+        collection: str,
+        vector: np.ndarray,
+        k: int,
+        filters: SearchFilter | None = None,
     ) -> list[Hit]:
-        col = self.collection(collection)
+        """The `k` chunks nearest to `vector` among those `filters` allows."""
+        col = self._collection(collection)
+        where = None if filters is None else filters.chroma_where()
+        if where is not None and int((col.metadata or {}).get("kb_schema", 1)) < SCHEMA_VERSION:
+            raise StoreError(
+                f"collection {collection!r} was written by an older kb and cannot be filtered "
+                "yet: run `kb ingest` once to upgrade it (nothing is re-embedded)"
+            )
         result = col.query(
             query_embeddings=np.asarray(vector, dtype=np.float32).reshape(1, -1),
             n_results=k,
@@ -366,7 +383,7 @@ class Store:
     def get_chunks(self, collection: str, ids: Sequence[str]) -> list[Hit]:
         if not ids:
             return []
-        got = self.collection(collection).get(ids=list(ids), include=["documents", "metadatas"])
+        got = self._collection(collection).get(ids=list(ids), include=["documents", "metadatas"])
         found = {
             i: Hit(i, d or "", m or {}, 0.0)
             for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
@@ -374,14 +391,20 @@ class Store:
         return [found[i] for i in ids if i in found]
 
     def iter_chunks(self, collection: str, batch: int = 2000) -> Iterator[Hit]:
-        col = self.collection(collection)
+        for page in self._pages(self._collection(collection), batch):
+            yield from page
+
+    @staticmethod
+    def _pages(col, batch: int = 2000) -> Iterator[list[Hit]]:
         offset = 0
         while True:
             got = col.get(include=["documents", "metadatas"], limit=batch, offset=offset)
             if not got["ids"]:
                 return
-            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-                yield Hit(i, d or "", m or {}, 0.0)
+            yield [
+                Hit(i, d or "", m or {}, 0.0)
+                for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            ]
             offset += len(got["ids"])
 
     def size_on_disk(self) -> int:

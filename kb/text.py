@@ -9,9 +9,15 @@ import unicodedata
 _SENTENCE_END = re.compile(
     r"(?<=[。！？；!?])(?![”」』）)\"'])|(?<=[.!?][”\"')])\s+|(?<=[.!?])\s+(?=[A-Z0-9\"“(])|\n+"
 )
-_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+# Chinese ideographs (the unified blocks and extension A): what Chinese words are made of.
+CJK_IDEOGRAPHS = "\u3400-\u4dbf\u4e00-\u9fff"
+# Every full-width East Asian character: ideographs, CJK punctuation, kana, full-width forms.
+# Text made of these is written without spaces, and a tokenizer spends about one token on each.
+CJK_WIDE = "\u3000-\u9fff\uff00-\uffef"
+_CJK_CHAR = re.compile(f"[{CJK_IDEOGRAPHS}]")
+_WIDE_CHAR = re.compile(f"[{CJK_WIDE}]")
 _LATIN_WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
-_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]+")
+_CJK_RUN = re.compile(f"[{CJK_IDEOGRAPHS}]+")
 
 EN_STOPWORDS = frozenset(
     """a an the of to in on at by for with from as is are was were be been being and or but not no
@@ -34,7 +40,17 @@ ZH_STOP_CHARS = frozenset("的了是在和与及或吗呢吧啊么什么哪谁�
 
 
 def is_cjk(char: str) -> bool:
+    """Whether `char` is a Chinese ideograph."""
     return bool(_CJK_CHAR.match(char))
+
+
+def is_wide(char: str) -> bool:
+    """Whether `char` is full-width East Asian text (joined to its neighbours without spaces)."""
+    return bool(_WIDE_CHAR.match(char))
+
+
+def count_wide(text: str) -> int:
+    return len(_WIDE_CHAR.findall(text))
 
 
 def language_of(text: str) -> str:

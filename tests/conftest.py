@@ -200,13 +200,41 @@ def bad_files(tmp_path) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.fixture(scope="session")
-def sample_kb(tmp_path_factory) -> Path:
+def models():
+    """The real models, loaded once per test session and shared by every knowledge base."""
+    from kb.models.cache import ModelCache
+
+    cache = ModelCache()
+    yield cache
+    cache.close()
+
+
+@pytest.fixture
+def open_kb(models):
+    """Build `KnowledgeBase`s over the session's shared models; closed after the test."""
+    from kb.app import KnowledgeBase
+
+    opened = []
+
+    def build(settings, **kwargs):
+        knowledge = KnowledgeBase(settings, models=models, **kwargs)
+        opened.append(knowledge)
+        return knowledge
+
+    yield build
+    for knowledge in opened:
+        knowledge.close()
+
+
+@pytest.fixture(scope="session")
+def sample_kb(tmp_path_factory, models) -> Path:
     """A knowledge base ingested once from data/samples (real files, Chroma and embeddings)."""
-    from kb import services
+    from kb.app import KnowledgeBase
     from kb.config import Settings
 
     home = tmp_path_factory.mktemp("sample-kb")
-    summary = services.ingest(Settings(home=home), [SAMPLES])
+    with KnowledgeBase(Settings(home=home), models=models) as knowledge:
+        summary = knowledge.ingest([SAMPLES])
     assert not summary.failed, summary.failed
     return home
 
@@ -224,7 +252,15 @@ def sample_settings(sample_kb):
 
 
 @pytest.fixture(scope="session")
-def sample_chain(sample_settings):
-    from kb import services
+def sample_knowledge(sample_settings, models):
+    """The facade over the sample knowledge base, with the default bundled model."""
+    from kb.app import KnowledgeBase
 
-    return services.answer_chain(sample_settings)
+    knowledge = KnowledgeBase(sample_settings, models=models)
+    yield knowledge
+    knowledge.close()
+
+
+@pytest.fixture(scope="session")
+def sample_chain(sample_knowledge):
+    return sample_knowledge.chain()

@@ -14,8 +14,9 @@ from typing import ClassVar
 import httpx
 import pytest
 
-from kb import services
+from kb.answer.types import Done, Token
 from kb.config import Settings
+from kb.errors import ModelError, StoreError
 
 
 def free_port() -> int:
@@ -59,23 +60,22 @@ def chroma_server(tmp_path_factory):
         proc.wait(timeout=30)
 
 
-def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, corpus, facts):
+def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, corpus, facts, open_kb):
     settings = Settings(home=tmp_path / "kb", chroma_url=chroma_server)
-    summary = services.ingest(settings, [corpus])
+    knowledge = open_kb(settings)
+    summary = knowledge.ingest([corpus])
     assert summary.added == len(facts) and not summary.failed
     assert not (tmp_path / "kb" / "chroma").exists(), "vectors went to the server, not to disk"
-    hits = services.retriever(settings).search(facts["notes.md"], 1).hits
+    hits = knowledge.search(facts["notes.md"], 1).hits
     assert hits[0].source == "notes.md"
-    again = services.ingest(settings, [corpus])
+    again = knowledge.ingest([corpus])
     assert again.unchanged == len(facts) and again.embedded == 0
 
 
-def test_unreachable_chroma_server_is_a_clear_error(tmp_path, corpus):
-    from kb.store import StoreError
-
+def test_unreachable_chroma_server_is_a_clear_error(tmp_path, corpus, open_kb):
     settings = Settings(home=tmp_path / "kb", chroma_url=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(StoreError, match="KB_CHROMA_URL"):
-        services.ingest(settings, [corpus])
+        open_kb(settings).ingest([corpus])
 
 
 class _OpenAIChatHandler(BaseHTTPRequestHandler):
@@ -133,12 +133,12 @@ def openai_server():
     server.shutdown()
 
 
-def test_answers_through_an_openai_compatible_server(openai_server, sample_kb):
+def test_answers_through_an_openai_compatible_server(openai_server, sample_kb, open_kb):
     settings = Settings(home=sample_kb, llm_url=openai_server, llm_remote_model="qwen")
-    chain = services.answer_chain(settings)
-    events = list(chain.stream("When does the Singapore office open?"))
-    assert sum(1 for e in events if e["type"] == "token") > 1, "the server's stream is relayed"
-    answer = events[-1]["answer"]
+    events = list(open_kb(settings).stream("When does the Singapore office open?"))
+    assert sum(isinstance(e, Token) for e in events) > 1, "the server's stream is relayed"
+    assert isinstance(events[-1], Done)
+    answer = events[-1].answer
     assert not answer.refused and "March 2027" in answer.answer
     assert answer.sources[0].source == "en/q3-all-hands.pptx"
     sent = _OpenAIChatHandler.requests[-1]
@@ -146,8 +146,12 @@ def test_answers_through_an_openai_compatible_server(openai_server, sample_kb):
     assert sent["messages"][0]["role"] == "system"
 
 
-def test_unreachable_model_server_is_reported(sample_kb):
-    settings = Settings(home=sample_kb, llm_url=f"http://127.0.0.1:{free_port()}/v1")
-    chain = services.answer_chain(settings)
-    with pytest.raises(Exception, match=r"(?i)connect"):
-        chain.invoke("When does the Singapore office open?")
+def test_unreachable_model_server_is_reported(sample_kb, open_kb):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    knowledge = open_kb(Settings(home=sample_kb, llm_url=url))
+    with pytest.raises(ModelError) as caught:
+        knowledge.ask("When does the Singapore office open?")
+    message = str(caught.value)
+    assert "cannot connect to the model server" in message
+    assert url in message and "KB_LLM_URL" in message
+    assert not knowledge.chat_model.busy, "the failed generation released the model"

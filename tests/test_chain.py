@@ -3,8 +3,10 @@
 
 import pytest
 
-from kb import prompts
-from kb.chain import AnswerChain, QuestionTooLong
+from kb.answer import prompts
+from kb.answer.chain import AnswerChain, _Turn
+from kb.answer.types import Done, StreamedText, Token
+from kb.errors import QuestionTooLong
 from kb.text import is_cjk
 
 
@@ -61,11 +63,17 @@ def test_follow_up_retrieves_only_after_rewriting(sample_chain):
 
 def test_streams_tokens_before_the_final_answer(sample_chain):
     events = list(sample_chain.stream("How long must passwords be?"))
-    tokens = [e["text"] for e in events if e["type"] == "token"]
+    tokens = [e.text for e in events if isinstance(e, Token)]
     assert len(tokens) > 1, "the answer must arrive piece by piece"
-    assert events[-1]["type"] == "final"
-    final = events[-1]["answer"]
-    assert "".join(tokens).strip() == final.model_answer
+    assert isinstance(events[-1], Done)
+    final = events[-1].answer
+    # Folding the events gives exactly the final answer (tokens, then citations or a
+    # replacement), and the model's own words streamed first.
+    shown = StreamedText()
+    for event in events:
+        shown.feed(event)
+    assert shown.text.strip() == final.answer
+    assert shown.streamed.startswith(final.model_answer)
     assert "14" in final.answer
     timings = final.timings
     assert 0 < timings["first_token_ms"] <= timings["total_ms"]
@@ -78,7 +86,7 @@ def test_cited_sources_and_also_retrieved_do_not_overlap(sample_chain):
     others = {s.chunk_id for s in answer.also_retrieved}
     assert cited and not cited & others
     assert [s.n for s in answer.sources] == list(range(1, len(answer.sources) + 1))
-    assert answer.evidence and all(q["n"] <= len(answer.sources) for q in answer.evidence)
+    assert answer.evidence and all(q.n <= len(answer.sources) for q in answer.evidence)
 
 
 def test_history_is_trimmed_to_its_token_budget(sample_chain):
@@ -92,11 +100,9 @@ def test_history_is_trimmed_to_its_token_budget(sample_chain):
     assert used <= sample_chain.settings.history_tokens
 
 
-def test_a_question_longer_than_the_context_is_a_clear_error(sample_settings):
-    from kb import services
-
+def test_a_question_longer_than_the_context_is_a_clear_error(sample_settings, open_kb):
     small = sample_settings.model_copy(update={"llm_ctx": 512})
-    chain = AnswerChain(small, services.retriever(small), services.chat_model(small))
+    chain = open_kb(small).chain()
     with pytest.raises(QuestionTooLong, match="too long"):
         chain.invoke("Why " + "really " * 600 + "?")
 
@@ -105,7 +111,7 @@ def test_the_fixed_prefix_is_reused_between_questions(sample_chain):
     """The second question evaluates only its own tokens: llama.cpp's state after the first
     already holds the system prompt, and the chain's prompt starts with exactly it."""
     sample_chain.invoke("How long must passwords be?")
-    llama = sample_chain.model._llama
+    llama = sample_chain.model.llama
     first = list(llama._input_ids)
     sample_chain.invoke("When does the Singapore office open?")
     second = list(llama._input_ids)
@@ -118,9 +124,12 @@ def test_the_fixed_prefix_is_reused_between_questions(sample_chain):
     assert shared >= system_tokens
 
 
-def _prepared(chain, question: str) -> dict:
-    state = {"question": question, "history": [], "started": 0.0}
-    return chain._prepare(chain._retrieve(chain._condense(state)))
+def _prepared(chain, question: str) -> _Turn:
+    turn = _Turn(question=question, history=[], filters=None, started=0.0)
+    chain._condense(turn)
+    chain._retrieve(turn)
+    chain._prepare(turn)
+    return turn
 
 
 def test_the_answer_check_doubts_an_answer_to_another_question(sample_chain):
@@ -137,14 +146,14 @@ def test_the_answer_check_doubts_an_answer_to_another_question(sample_chain):
         other = sample_chain._check(state, "The Singapore office opens in March 2027 [1].")
     assert faithful >= 0.5 > other
     assert faithful > invented
-    assert state["diagnostics"]["check_ms"] > 0
+    assert state.diagnostics["check_ms"] > 0
 
 
 def test_the_answer_check_reuses_the_evaluated_answer_prompt(sample_chain, monkeypatch):
     """The check repeats the answer prompt with the answer appended, so its tokens start with
     what llama.cpp has evaluated for the answer: only the check's own few are new."""
     model = sample_chain.model
-    llama = model._llama
+    llama = model.llama
     seen: dict[str, list[int]] = {}
     real = model.reply_probs
 
@@ -212,15 +221,13 @@ def test_below_the_threshold_the_model_cannot_start_with_not_found(sample_chain)
     assert p_forced is not None and abs(p_forced - p_free) < 0.02
 
 
-def test_the_small_model_is_not_asked_to_check_its_answers(sample_settings):
+def test_the_small_model_is_not_asked_to_check_its_answers(sample_settings, open_kb):
     """The 0.5B model's check doubted nearly every good answer (bench/results): it is skipped,
     while the default model's check runs."""
-    from kb import services
-
-    small = services.answer_chain(sample_settings.model_copy(update={"llm_model": "qwen2.5-0.5b"}))
+    small = open_kb(sample_settings.model_copy(update={"llm_model": "qwen2.5-0.5b"})).chain()
     answer = small.invoke("What is the hotel cap in tier-1 cities?")
     assert small.settings.answer_check
     assert not answer.refused and "p_checked" not in answer.diagnostics
-    default = services.answer_chain(sample_settings)
+    default = open_kb(sample_settings).chain()
     checked = default.invoke("What is the hotel cap in tier-1 cities?")
     assert not checked.refused and "p_checked" in checked.diagnostics

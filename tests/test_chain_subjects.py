@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-import kb.chain
-from kb import services
+from kb.answer.policy import RefusalPolicy
+from kb.app import KnowledgeBase
 from kb.config import Settings
+
+MIN_SUBJECT_COVERAGE = RefusalPolicy.calibrated().min_subject_coverage
 
 REPORTS = {
     "northwind.md": "# Northwind Trading Ltd.\n\n"
@@ -28,39 +30,41 @@ REPORTS = {
 
 
 @pytest.fixture(scope="module")
-def reports_settings(tmp_path_factory) -> Settings:
+def reports(tmp_path_factory, models) -> KnowledgeBase:
     folder: Path = tmp_path_factory.mktemp("reports")
     for name, text in REPORTS.items():
         (folder / name).write_text(text, encoding="utf-8")
     settings = Settings(home=tmp_path_factory.mktemp("reports-kb"))
-    summary = services.ingest(settings, [folder])
+    knowledge = KnowledgeBase(settings, models=models)
+    summary = knowledge.ingest([folder])
     assert not summary.failed
-    return settings
+    yield knowledge
+    knowledge.close()
 
 
-def test_a_question_answered_only_for_another_subject_is_refused(reports_settings):
+def test_a_question_answered_only_for_another_subject_is_refused(reports):
     # Northwind's report has August 2022 and Bluefin's has a CFO appointed in August 2022:
     # together they cover every word of the question, yet nothing says who Northwind's CFO is.
-    chain = services.answer_chain(reports_settings)
+    chain = reports.chain()
     answer = chain.invoke("Who was appointed CFO of Northwind Trading Ltd. in August 2022?")
     assert answer.refused and answer.refusal_reason == "subject_not_covered"
     assert "Priya" not in answer.answer
-    assert answer.diagnostics["subject_coverage"] < kb.chain.MIN_SUBJECT_COVERAGE
+    assert answer.diagnostics["subject_coverage"] < MIN_SUBJECT_COVERAGE
 
 
-def test_a_question_about_its_subject_is_answered(reports_settings):
-    chain = services.answer_chain(reports_settings)
+def test_a_question_about_its_subject_is_answered(reports):
+    chain = reports.chain()
     answer = chain.invoke("When did Northwind Trading Ltd. open a warehouse in Leeds?")
     assert not answer.refused
     assert "March 2022" in answer.answer
     assert answer.sources[0].source == "northwind.md"
-    assert answer.diagnostics["subject_coverage"] >= kb.chain.MIN_SUBJECT_COVERAGE
+    assert answer.diagnostics["subject_coverage"] >= MIN_SUBJECT_COVERAGE
 
 
-def test_a_comparison_retrieves_every_subject(reports_settings):
+def test_a_comparison_retrieves_every_subject(reports, open_kb):
     # With one chunk per search, only asking once per subject can bring back both reports.
-    settings = reports_settings.model_copy(update={"top_k": 1})
-    chain = services.answer_chain(settings)
+    settings = reports.settings.model_copy(update={"top_k": 1})
+    chain = open_kb(settings).chain()
     question = "Compare the 2022 revenue of Northwind Trading Ltd. and Bluefin Analytics."
     single = chain.retriever.search(question, 1)
     assert len(single.hits) == 1

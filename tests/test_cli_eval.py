@@ -65,23 +65,32 @@ def test_eval_measures_retrieval_and_answers_on_the_samples(sample_kb, tmp_path)
 
 
 def test_eval_compare_prints_the_difference(sample_kb, tmp_path):
-    qa = tmp_path / "qa.jsonl"
-    qa.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in QUESTIONS[:3]) + "\n")
+    """Run b's question file names a wrong gold document for one of three questions, so its
+    hit@1 is one third lower; the comparison must show both values and the delta."""
     env = {"KB_HOME": str(sample_kb)}
-    for k, name in (("1", "a"), ("1", "b")):
-        assert (
-            run_kb("eval", str(qa), "--k", k, "--out", str(tmp_path / name), env=env).returncode
-            == 0
-        )
+    right = QUESTIONS[:3]
+    wrong = [dict(q) for q in right]
+    wrong[1]["gold_ids"] = ["it-security-faq"]  # not where the hotel cap is
+    for name, questions in (("a", right), ("b", wrong)):
+        qa = tmp_path / f"{name}.jsonl"
+        qa.write_text("\n".join(json.dumps(q, ensure_ascii=False) for q in questions) + "\n")
+        result = run_kb("eval", str(qa), "--k", "1", "--out", str(tmp_path / name), env=env)
+        assert result.returncode == 0, result.stderr
+    a, b = (
+        json.loads((tmp_path / n / "summary.json").read_text(encoding="utf-8"))["overall"]
+        for n in ("a", "b")
+    )
+    assert a["hit@1"] == 1.0 and round(b["hit@1"], 4) == 0.6667
     result = run_kb(
         "eval",
         "--compare",
         str(tmp_path / "a" / "summary.json"),
         str(tmp_path / "b" / "summary.json"),
-        env=env,
+        env={**env, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
-    assert "hit@1" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if "overall" in line and "hit@1" in line)
+    assert "1.0" in row and "0.667" in row and "-0.3333" in row, row
 
 
 def test_eval_names_a_malformed_question_file(tmp_path, sample_kb):

@@ -86,3 +86,39 @@ def test_kb_home_is_honoured(tmp_path, corpus):
     assert (home / "manifest.sqlite3").exists()
     data = json.loads(run_kb("status", "--json", env={"KB_HOME": str(home)}).stdout)
     assert data["home"] == str(home) and data["collections"][0]["files"] == 1
+
+
+def test_version_and_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    import kb
+
+    result = run_kb("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"kb {kb.__version__}"
+    module = subprocess.run(
+        [sys.executable, "-m", "kb", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert module.returncode == 0 and module.stdout.strip() == f"kb {kb.__version__}"
+
+
+def test_a_bad_setting_is_named_in_one_line(corpus):
+    result = run_kb("status", env={"KB_TOP_K": "many"})
+    assert result.returncode == 2
+    assert "KB_TOP_K" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_search_narrows_by_folder_and_type(corpus, facts):
+    (corpus / "archive").mkdir()
+    shutil.copy(corpus / "notes.md", corpus / "archive" / "old-notes.md")
+    assert run_kb("ingest", str(corpus)).returncode == 0
+    query = facts["notes.md"]
+    top = json.loads(run_kb("search", query, "-k", "1", "--json").stdout)["results"][0]
+    assert top["source"] in ("notes.md", "archive/old-notes.md")
+    archived = json.loads(
+        run_kb("search", query, "--folder", "archive", "--json").stdout
+    )["results"]
+    assert archived and {r["source"] for r in archived} == {"archive/old-notes.md"}
+    html = json.loads(run_kb("search", query, "--type", "html", "--json").stdout)["results"]
+    assert html and {r["source"] for r in html} == {"faq.html"}

@@ -100,7 +100,7 @@ def test_sigkill_of_the_real_cli_at_several_points(tmp_path, docwriters, kill_af
 DRIVER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from kb import services
+    from kb.app import KnowledgeBase
     from kb.config import Settings
     from kb.store import Store
 
@@ -119,7 +119,7 @@ DRIVER = textwrap.dedent("""
 
     setattr(Store, step, die_on_nth)
     settings = Settings(home=Path(sys.argv[1]), embed_batch_size=4)
-    services.ingest(settings, [Path(sys.argv[2])])
+    KnowledgeBase(settings).ingest([Path(sys.argv[2])])
     sys.exit("the fault was never reached")
 """)
 

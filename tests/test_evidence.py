@@ -1,6 +1,6 @@
 """Evidence selection and support checks: pure logic on hand-built chunks."""
 
-from kb.evidence import question_coverage, select_evidence, support
+from kb.answer.evidence import question_coverage, select_evidence, support
 from kb.store import Hit
 
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from ingest.discover import SUPPORTED
-from ingest.load import LoadError, load, reflow
+from kb.ingest.discover import SUPPORTED
+from kb.ingest.load import LoadError, load, reflow
 
 
 def _text(doc) -> str:

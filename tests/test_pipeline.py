@@ -6,24 +6,43 @@ from collections import Counter
 import pytest
 import tests_support
 
-from kb import services
+from kb.errors import StoreError
+from kb.filters import SearchFilter
+
+_facades: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True)
+def _knowledge_bases(open_kb):
+    """One facade per settings within a test, over the session's shared models."""
+    _facades.clear()
+    _facades["open"] = open_kb
+    yield
+    _facades.clear()
+
+
+def knowledge(settings):
+    key = settings.model_dump_json()
+    if key not in _facades:
+        _facades[key] = _facades["open"](settings)
+    return _facades[key]
 
 
 def ingest(settings, *paths, prune=True, collection=None):
-    return services.ingest(settings, list(paths), collection=collection, prune=prune)
+    return knowledge(settings).ingest(list(paths), collection=collection, prune=prune)
 
 
 def chunks_by_source(settings, collection="default") -> Counter:
-    store = services.store(settings)
+    store = knowledge(settings).store
     return Counter(hit.source for hit in store.iter_chunks(collection))
 
 
 def top_source(settings, query: str) -> str:
-    return services.retriever(settings).search(query, 1).hits[0].source
+    return knowledge(settings).search(query, 1).hits[0].source
 
 
 def assert_consistent(settings, collection="default"):
-    tests_support.assert_consistent(services.store(settings), collection)
+    tests_support.assert_consistent(knowledge(settings).store, collection)
 
 
 def test_first_run_indexes_every_format_and_each_is_searchable(settings, corpus, facts):
@@ -37,7 +56,7 @@ def test_first_run_indexes_every_format_and_each_is_searchable(settings, corpus,
 
 def test_chunks_carry_source_page_section_and_position(settings, corpus, facts):
     ingest(settings, corpus)
-    store = services.store(settings)
+    store = knowledge(settings).store
     meta = {h.source: h.metadata for h in store.iter_chunks("default") if "06:45" in h.text}
     pdf = meta["policy.pdf"]
     assert (
@@ -75,7 +94,7 @@ def test_editing_one_file_reembeds_only_that_file(settings, corpus):
     assert summary.updated == 1 and summary.added == 0
     assert summary.embedded == after["readme.txt"]
     assert top_source(settings, "printer renamed Lovelace") == "readme.txt"
-    texts = [h.text for h in services.store(settings).iter_chunks("default")]
+    texts = [h.text for h in knowledge(settings).store.iter_chunks("default")]
     assert not any("Gutenberg" in t for t in texts), "the old version's chunks must be gone"
     assert {k: v for k, v in after.items() if k != "readme.txt"} == {
         k: v for k, v in before.items() if k != "readme.txt"
@@ -146,29 +165,23 @@ def test_oversized_file_is_refused(settings, corpus):
 def test_collections_are_separate(settings, corpus, facts):
     ingest(settings, corpus / "notes.md", collection="ops")
     assert chunks_by_source(settings, "ops").keys() == {"notes.md"}
-    assert not services.store(settings).has_collection("default")
+    assert not knowledge(settings).store.has_collection("default")
 
 
 def test_invalid_collection_name_is_a_clear_error(settings, corpus):
-    from kb.store import StoreError
-
     with pytest.raises(StoreError, match="collection name"):
         ingest(settings, corpus, collection="bad name!")
 
 
 def test_forget_removes_one_file(settings, corpus):
-    from ingest.pipeline import forget
-
     ingest(settings, corpus)
-    removed = forget(services.store(settings), "default", "notes.md")
+    removed = knowledge(settings).forget("notes.md")
     assert removed == ["notes.md"]
     assert "notes.md" not in chunks_by_source(settings)
     assert_consistent(settings)
 
 
 def test_changing_the_embedding_model_of_a_collection_is_refused(settings, corpus):
-    from kb.store import StoreError
-
     ingest(settings, corpus / "notes.md")
     other = settings.model_copy(update={"embed_model": "minilm"})
     with pytest.raises(StoreError, match="built with embedding model"):
@@ -179,5 +192,65 @@ def test_minilm_embeddings_also_work_end_to_end(settings, corpus, facts):
     minilm = settings.model_copy(update={"embed_model": "minilm"})
     summary = ingest(minilm, corpus / "notes.md", corpus / "faq.html", collection="en")
     assert summary.added == 2
-    retriever = services.retriever(minilm, "en")
-    assert retriever.search("cafeteria ramen Thursday", 1).hits[0].source == "faq.html"
+    hits = knowledge(minilm).search("cafeteria ramen Thursday", 1, collection="en").hits
+    assert hits[0].source == "faq.html"
+
+
+def test_search_filters_by_folder_and_file_type_inside_the_index(settings, corpus, facts):
+    """Filters narrow the search in the index itself: a query that matches one file best
+    returns, under a filter excluding it, the best of what the filter allows (never nothing)."""
+    (corpus / "hr" / "pay").mkdir(parents=True)
+    (corpus / "hr" / "pay" / "bands.md").write_text(
+        "# Pay bands\n\nThe printer budget for floor 3 is set by the pay committee.\n",
+        encoding="utf-8",
+    )
+    ingest(settings, corpus)
+    query = facts["readme.txt"]  # the printer on floor 3
+    assert top_source(settings, query) == "readme.txt"
+    kb_ = knowledge(settings)
+    under_hr = kb_.search(query, 3, filters=SearchFilter.of(folders=["hr"])).hits
+    assert [h.source for h in under_hr] == ["hr/pay/bands.md"]
+    assert kb_.search(query, 1, filters=SearchFilter.of(folders=["/hr/pay/"])).hits
+    pdfs = kb_.search(query, 5, filters=SearchFilter.of(file_types=[".PDF"])).hits
+    assert pdfs and {h.source for h in pdfs} == {"policy.pdf"}
+    everything = kb_.search(query, 20, filters=SearchFilter.of(folders=["."])).hits
+    assert len({h.source for h in everything}) > 2
+    nothing = SearchFilter.of(folders=["hr"]).narrowed(SearchFilter.of(file_types=["pdf"]))
+    assert kb_.search(query, 5, filters=nothing).hits == []
+
+
+def test_an_index_written_before_filters_is_upgraded_without_re_embedding(settings, corpus):
+    """A collection whose chunks lack the filter fields (as an older kb wrote them) refuses a
+    filtered search with a clear message; the next ingestion adds the fields in place."""
+    from kb.filters import SCHEMA_VERSION
+
+    ingest(settings, corpus)
+    store = knowledge(settings).store
+    col = store._collection("default")
+    ids = [h.chunk_id for h in store.iter_chunks("default")]
+    col.update(ids=ids, metadatas=[{"folders": None, "file_type": None} for _ in ids])
+    col.modify(metadata={**col.metadata, "kb_schema": 1})
+    store._collections.clear()
+    only_pdf = SearchFilter.of(file_types=["pdf"])
+    with pytest.raises(StoreError, match="kb ingest"):
+        knowledge(settings).search("parking", 3, filters=only_pdf)
+    assert knowledge(settings).search("parking", 3).hits, "unfiltered search still works"
+
+    again = ingest(settings, corpus)
+    assert again.embedded == 0 and again.unchanged > 0
+    assert store._collection("default").metadata["kb_schema"] == SCHEMA_VERSION
+    hits = knowledge(settings).search("parking", 3, filters=only_pdf).hits
+    assert hits and {h.source for h in hits} == {"policy.pdf"}
+    assert all(h.metadata["folders"] == ["."] for h in store.iter_chunks("default"))
+
+
+def test_the_knowledge_base_is_a_langchain_retriever(settings, corpus, facts):
+    ingest(settings, corpus)
+    retriever = knowledge(settings).langchain_retriever(k=2)
+    docs = retriever.invoke(facts["notes.md"])
+    assert len(docs) == 2 and docs[0].metadata["source"] == "notes.md"
+    assert docs[0].metadata["score"] >= docs[1].metadata["score"]
+    narrowed = knowledge(settings).langchain_retriever(
+        k=2, filters=SearchFilter.of(file_types=["html"])
+    )
+    assert [d.metadata["source"] for d in narrowed.invoke(facts["notes.md"])] == ["faq.html"]

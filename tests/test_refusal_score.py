@@ -1,11 +1,11 @@
-"""The learned refusal score (kb.refusal_score): its arithmetic, and the calibrated weights'
+"""The learned refusal score (kb.answer.refusal_score): its arithmetic, and the calibrated weights'
 directions, which must make sense whatever a refit on new signals gives."""
 
 import math
 
 import pytest
 
-from kb.refusal_score import CALIBRATED, FEATURES, RefusalScore
+from kb.answer.refusal_score import CALIBRATED, FEATURES, RefusalScore
 
 CONFIDENT = {
     "subject_coverage": 1.0,

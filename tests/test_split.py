@@ -2,17 +2,16 @@
 
 import pytest
 
-from ingest.load import Block, Document
-from ingest.split import split_document
+from kb.ingest.load import Block, Document
+from kb.ingest.split import split_document
 from kb.text import split_sentences
 
 
 @pytest.fixture(scope="module")
-def count():
+def count(models):
     from kb.config import Settings
-    from kb.services import embeddings
 
-    return embeddings(Settings()).count_tokens
+    return models.embeddings(Settings()).count_tokens
 
 
 def test_chinese_sentence_ends_are_split_points():

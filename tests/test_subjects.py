@@ -1,7 +1,7 @@
 """Named subjects of a question and their coverage: pure logic on hand-built chunks."""
 
+from kb.answer.subjects import is_about, named_subjects, subject_coverage, subject_queries
 from kb.store import Hit
-from kb.subjects import is_about, named_subjects, subject_coverage, subject_queries
 
 
 def hit(text: str, title: str, score: float = 0.85) -> Hit:

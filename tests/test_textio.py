@@ -2,7 +2,7 @@ import codecs
 
 import pytest
 
-from ingest.textio import UndecodableText, decode_text, detect_encoding
+from kb.ingest.textio import UndecodableText, decode_text, detect_encoding
 
 TEXT = "年假：员工每年享有15天带薪年假。Annual leave: 15 days.\n"
 

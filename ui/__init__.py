@@ -1,0 +1,1 @@
+"""The Streamlit page (installed as `kb.ui`)."""

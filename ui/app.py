@@ -1,54 +1,42 @@
 """The kb web page: employees ask the knowledge base in a chat and add documents to it.
 
-Run with `kb ui` (see ui/launch.py). Streamlit re-runs this script on every interaction; the
-heavy parts (embedding model, chat model, Chroma) are built once per server process through
-`st.cache_resource` and kb.services, so a question never reloads a model. Generation is
-serialized by the chat model's lock; a session that finds the model busy says it is queued.
+Run with `kb ui` (see launch.py). Streamlit re-runs this script on every interaction; the one
+`KnowledgeBase` (embedding model, chat model, Chroma) is built once per server process through
+`st.cache_resource`, so a question never reloads a model. Generation is serialized by the chat
+model's lock; a session that finds the model busy says it is queued.
 
 The functions above `main()` hold no page state, so tests call them directly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import html
 import logging
-import os
 import re
 import time
-import unicodedata
-import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from ingest.discover import SUPPORTED
-from kb import prompts, services
-from kb.chain import Answer, QuestionTooLong, Source
+from kb.answer.types import Answer, Done, Source, StreamedText, label
+from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, KnowledgeBase, UploadReport
 from kb.config import Settings, get_settings
-from kb.models.bundled import ModelError
-from kb.status import knowledge_base_status
-from kb.store import StoreError
-from ui.i18n import LANGUAGES, pick_language, t
+from kb.errors import KbError
+from kb.ui.i18n import LANGUAGES, pick_language, t
 
 log = logging.getLogger("kb.ui")
 
 # Failures a user can act on: shown as their own one-line message.
-EXPECTED_ERRORS = (StoreError, ModelError, QuestionTooLong, ValueError, FileNotFoundError)
+EXPECTED_ERRORS = (KbError, FileNotFoundError)
 
 CSS_PATH = Path(__file__).with_name("style.css")
 HISTORY_TURNS = 6  # the chain trims by tokens too; this just bounds what we hand it
 NEAREST_SHOWN = 3
 
-# Letters and digits (ASCII), CJK ideographs, kana and hangul, and . _ - survive in file names.
-_UNSAFE_CHARS = re.compile(
-    r"[^0-9A-Za-z\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af._-]"
-)
-_MAX_STEM = 100
 # Characters that format anywhere; list markers ("1.", "-", "+") only format at a line's start.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#|<>$~])")
 _MARKDOWN_LINE_START = re.compile(r"^(\s*(?:\d+)?)([.)\-+=])", re.MULTILINE)
@@ -107,20 +95,6 @@ def highlight(snippet: str, quotes: Sequence[str]) -> str:
     return "".join(out)
 
 
-def quotes_for(source: Source, evidence: Sequence[dict[str, Any]]) -> list[str]:
-    """The evidence sentences quoted from `source` (by citation number, else by file and page)."""
-    quotes = []
-    for item in evidence:
-        same_number = item.get("n") is not None and item.get("n") == source.n
-        same_place = item.get("n") is None and (item.get("source"), item.get("page")) == (
-            source.source,
-            source.page,
-        )
-        if same_number or same_place:
-            quotes.append(str(item.get("text", "")))
-    return quotes
-
-
 def history_for_chain(turns: Sequence[Turn]) -> list[dict[str, str]]:
     """The conversation as the chain wants it; failed turns are left out."""
     history: list[dict[str, str]] = []
@@ -134,167 +108,33 @@ def history_for_chain(turns: Sequence[Turn]) -> list[dict[str, str]]:
 # --- uploads ---------------------------------------------------------------------------------
 
 
-class UnsafeName(ValueError):
-    """An uploaded file's name leaves nothing usable once sanitized."""
-
-
-def safe_filename(name: str) -> str:
-    """A file name safe to create in the uploads folder, whatever the browser sent.
-
-    Only the last path component is kept (either slash), characters outside letters, digits,
-    CJK and `._-` become `_`, and leading dots go (no hidden or `..` names).
-    """
-    base = re.split(r"[\\/]", unicodedata.normalize("NFC", name or ""))[-1]
-    base = _UNSAFE_CHARS.sub("_", base)
-    base = re.sub(r"_{2,}", "_", base).lstrip(".").strip()
-    if not base.strip("._-"):
-        raise UnsafeName(f"unusable file name {name!r}")
-    stem, dot, suffix = base.rpartition(".")
-    if not dot:
-        stem, suffix = base, ""
-    if not stem.strip("._-"):
-        raise UnsafeName(f"unusable file name {name!r}")
-    stem = stem[:_MAX_STEM]
-    return f"{stem}.{suffix}" if dot else stem
-
-
-def _same_content(path: Path, digest: str) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest() == digest
-    except OSError:
-        return False
-
-
-def store_upload(folder: Path, name: str, data: bytes) -> Path:
-    """Save an upload under `folder` with a safe name; never overwrite another file.
-
-    The same content under the same name reuses the stored file. A different file with that
-    name gets a short content-hash suffix. Files are created atomically (hard link from a hidden
-    temporary), so two people uploading the same name at once cannot clobber each other.
-    """
-    safe = safe_filename(name)
-    folder = folder.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(data).hexdigest()
-    stem, dot, suffix = safe.rpartition(".")
-    if not dot:
-        stem, suffix = safe, ""
-    ext = f".{suffix}" if suffix else ""
-    candidates = [safe, f"{stem}-{digest[:8]}{ext}", f"{stem}-{digest[:16]}{ext}"]
-    temporary = folder / f".upload-{uuid.uuid4().hex}.partial"
-    with temporary.open("xb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    try:
-        for candidate in candidates:
-            target = folder / candidate
-            if target.resolve().parent != folder:  # cannot happen after sanitizing; stay sure
-                raise UnsafeName(f"unusable file name {name!r}")
-            try:
-                os.link(temporary, target)
-                return target
-            except FileExistsError:
-                if _same_content(target, digest):
-                    return target
-        raise UnsafeName(f"too many different files named {safe!r}")
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-@dataclass
-class FileResult:
-    name: str  # as the user uploaded it
-    stored: str = ""  # the name in the uploads folder ("" when not stored)
-    status: str = ""  # added | updated | renamed | unchanged | failed
-    chunks: int = 0
-    error: str = ""
-
-
-@dataclass
-class UploadReport:
-    files: list[FileResult] = field(default_factory=list)
-    summary: Any = None  # ingest.pipeline.IngestSummary, when ingestion ran
-
-    @property
-    def failed(self) -> list[FileResult]:
-        return [f for f in self.files if f.status == "failed"]
-
-
-def handle_uploads(
-    settings: Settings,
-    files: Sequence[tuple[str, bytes]],
-    collection: str | None = None,
-    lang: str = "en",
-    progress: Callable[[Any], None] | None = None,
-) -> UploadReport:
-    """Store uploaded (name, bytes) pairs safely under the uploads folder and ingest them."""
-    report = UploadReport()
-    stored: dict[str, FileResult] = {}
-    paths: list[Path] = []
-    supported = ", ".join(sorted({ext.lstrip(".") for ext in SUPPORTED}))
-    for name, data in files:
-        result = FileResult(name=name)
-        report.files.append(result)
-        suffix = Path(name.replace("\\", "/")).suffix.lower()
-        if suffix not in SUPPORTED:
-            result.status, result.error = (
-                "failed",
-                t(lang, "unsupported_type", ext=suffix or "—", supported=supported),
-            )
-            continue
-        try:
-            path = store_upload(settings.uploads_dir, name, data)
-        except UnsafeName:
-            result.status, result.error = "failed", t(lang, "unsafe_name")
-            continue
-        result.stored = path.name
-        if path.name in stored:  # the same file twice in one upload
-            result.status = "unchanged"
-            continue
-        stored[path.name] = result
-        paths.append(path)
-    if not paths:
-        return report
-
-    def on_event(event: Any) -> None:
-        if event.kind == "file" and event.source in stored:
-            item = stored[event.source]
-            item.status, item.chunks, item.error = event.status, event.chunks, event.error
-        if progress is not None:
-            progress(event)
-
-    report.summary = services.ingest(
-        settings, paths, collection=collection, prune=False, progress=on_event
-    )
-    for failure in report.summary.failed:
-        item = stored.get(Path(failure.path).name)
-        if item is not None:
-            item.status, item.error = "failed", failure.error
-    for item in stored.values():
-        if not item.status:  # ingestion reports no event for files it already holds
-            item.status = "unchanged"
-    return report
+def upload_error(item: Any, lang: str) -> str:
+    """An upload's failure in the page's language (ingestion's own reasons stay as written)."""
+    if item.error_code == UNSUPPORTED_TYPE:
+        supported = ", ".join(KnowledgeBase.supported_extensions())
+        return t(lang, "unsupported_type", ext=item.extension or "—", supported=supported)
+    if item.error_code == UNSAFE_NAME:
+        return t(lang, "unsafe_name")
+    return item.error
 
 
 # --- knowledge base access (cached per server process) ---------------------------------------
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def _cached_chain(settings_key: str, collection: str, _settings: Settings) -> Any:
-    # Keyed by every setting, so tests or a changed .env never get a chain for other settings.
-    return services.answer_chain(_settings, collection)
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_knowledge_base(settings_key: str, _settings: Settings) -> KnowledgeBase:
+    # Keyed by every setting, so tests or a changed .env never get one built for other settings.
+    return KnowledgeBase(_settings)
 
 
-def answer_chain(settings: Settings, collection: str) -> Any:
-    """The shared answering chain; models load on the first call in this process only."""
-    return _cached_chain(settings.model_dump_json(), collection, settings)
+def knowledge_base(settings: Settings) -> KnowledgeBase:
+    """The server's one knowledge base; models load on the first question only."""
+    return _cached_knowledge_base(settings.model_dump_json(), settings)
 
 
 @st.cache_data(show_spinner=False, ttl=20, max_entries=32)
 def _cached_status(settings_key: str, _settings: Settings) -> dict[str, Any]:
-    return knowledge_base_status(_settings, services.store(_settings))
+    return knowledge_base(_settings).status()
 
 
 def kb_status(settings: Settings) -> dict[str, Any]:
@@ -350,13 +190,13 @@ def _where(source: Source, lang: str) -> str:
     return " · ".join(parts)
 
 
-def _source_cards(sources: Sequence[Source], evidence: Sequence[dict], lang: str) -> None:
+def _source_cards(sources: Sequence[Source], answer: Answer, lang: str) -> None:
     for source in sources:
-        label = f"[{source.n}] {_where(source, lang)}"
-        with st.expander(escape_markdown(label), expanded=False):
+        heading = f"[{source.n}] {_where(source, lang)}"
+        with st.expander(escape_markdown(heading), expanded=False):
             if source.title:
                 st.markdown(f"**{escape_markdown(source.title)}**")
-            snippet = highlight(source.snippet, quotes_for(source, evidence))
+            snippet = highlight(source.snippet, answer.quotes_for(source))
             st.html(f'<div class="kb-snippet">{snippet}</div>')
             st.caption(t(lang, "relevance", score=source.score))
 
@@ -366,19 +206,19 @@ def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = Non
     if answer.refused:
         st.warning(answer.answer, icon=":material/report:")
         if answer.refusal_reason == "unsupported" and answer.evidence:
-            st.caption(prompts.UNSUPPORTED[answer.language])
+            st.caption(label("unsupported", answer.language))
             for quote in answer.evidence:
-                where = escape_markdown(str(quote.get("source", "")))
-                st.markdown(f"> {escape_markdown(quote['text'])} — *{where}*")
+                where = escape_markdown(quote.source)
+                st.markdown(f"> {escape_markdown(quote.text)} — *{where}*")
         if answer.also_retrieved:
             with st.container(key=f"sources-{index}"):
-                st.caption(prompts.NEAREST[answer.language])
-                _source_cards(answer.also_retrieved[:NEAREST_SHOWN], answer.evidence, lang)
+                st.caption(label("nearest", answer.language))
+                _source_cards(answer.also_retrieved[:NEAREST_SHOWN], answer, lang)
     else:
         st.markdown(escape_markdown(answer.answer))
         with st.container(key=f"sources-{index}"):
-            st.caption(t(lang, "sources"))
-            _source_cards(answer.sources, answer.evidence, lang)
+            st.caption(label("sources", lang))
+            _source_cards(answer.sources, answer, lang)
     notes = []
     if answer.standalone_question and _squash(answer.standalone_question) != _squash(
         answer.question
@@ -416,13 +256,14 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
             body = st.empty()
         status.caption(t(lang, "thinking"))
         try:
-            chain = answer_chain(settings, collection)
-            queued_at = time.perf_counter() if chain.model.busy else None
+            knowledge = knowledge_base(settings)
+            knowledge.chain(collection)  # load the models (first question only)
+            queued_at = time.perf_counter() if knowledge.model_busy else None
             if queued_at is not None:
                 status.info(t(lang, "queued"), icon=":material/hourglass_top:")
-            text = ""
+            shown = StreamedText()
             final: Answer | None = None
-            events = chain.stream(question, history_for_chain(turns))
+            events = knowledge.stream(question, history_for_chain(turns), collection)
             waiting = True
             try:
                 for event in events:
@@ -431,11 +272,10 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
                         status.empty()
                         if queued_at is not None:
                             turn.waited_s = time.perf_counter() - queued_at
-                    if event["type"] == "token":
-                        text += event["text"]
-                        body.markdown(escape_markdown(text) + " ▌")
-                    elif event["type"] == "final":
-                        final = event["answer"]
+                    if isinstance(event, Done):
+                        final = event.answer
+                    elif shown.feed(event) and final is None:
+                        body.markdown(escape_markdown(shown.text) + " ▌")
             finally:
                 # Closing the generator releases the model lock even if the user interrupts.
                 events.close()
@@ -535,7 +375,7 @@ def _render_upload_report(report: UploadReport, lang: str) -> None:
             )
     if report.failed:
         lines = "\n".join(
-            f"- {escape_markdown(item.name)}: {escape_markdown(item.error)}"
+            f"- {escape_markdown(item.name)}: {escape_markdown(upload_error(item, lang))}"
             for item in report.failed
         )
         st.error(f"{t(lang, 'upload_failed_title')}\n\n{lines}")
@@ -607,7 +447,7 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
         uploads = st.file_uploader(
             t(lang, "upload_label"),
             accept_multiple_files=True,
-            type=sorted({ext.lstrip(".") for ext in SUPPORTED}),
+            type=KnowledgeBase.supported_extensions(),
             key=f"uploader-{generation}",
         )
         if st.button(
@@ -616,7 +456,7 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             files = [(f.name, f.getvalue()) for f in uploads or []]
             progress = _UploadProgress(lang, len(files))
             try:
-                report = handle_uploads(settings, files, collection, lang, progress)
+                report = knowledge_base(settings).store_uploads(files, collection, progress)
             except EXPECTED_ERRORS as exc:
                 progress.box.update(state="error", expanded=False)
                 st.error(t(lang, "error", message=one_line(exc)))
@@ -644,7 +484,7 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
 def _warm_up(settings: Settings, collection: str) -> None:
     """Load the models after the page is drawn, so the first question does not wait for them."""
     try:
-        answer_chain(settings, collection)
+        knowledge_base(settings).chain(collection)
     except Exception:  # asking will report the same problem as a one-line error
         log.debug("warm-up failed", exc_info=True)
 

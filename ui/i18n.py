@@ -1,7 +1,8 @@
 """Interface text of the web page, in English and Chinese, and how the page picks its language.
 
 Only the page's own labels live here; answers come in the question's language from the chain,
-and the chain's fixed phrases (refusal, "nearest documents") live in kb.prompts.
+and the fixed phrases shown around an answer ("Sources", "Nearest documents") come from
+kb.answer.types, shared with the other shells.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_unchanged": "unchanged",
         "unsafe_name": "the file name is empty or not allowed",
         "unsupported_type": "unsupported file type '{ext}' (supported: {supported})",
-        "sources": "Sources",
         "page": "p. {page}",
         "relevance": "relevance {score:.2f}",
         "queued": "Queued — another question is being answered. Yours starts next.",
@@ -96,7 +96,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "status_unchanged": "未变",
         "unsafe_name": "文件名为空或不允许",
         "unsupported_type": "不支持的文件类型“{ext}”（支持：{supported}）",
-        "sources": "来源",
         "page": "第 {page} 页",
         "relevance": "相关度 {score:.2f}",
         "queued": "排队中——正在回答另一个问题，接下来就轮到您。",

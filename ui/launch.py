@@ -17,7 +17,6 @@ from pathlib import Path
 from kb.config import Settings
 
 APP = Path(__file__).resolve().parent / "app.py"
-PROJECT_ROOT = APP.parents[1]
 
 
 def streamlit_command(settings: Settings, host: str, port: int) -> list[str]:
@@ -67,9 +66,6 @@ def child_environment(settings: Settings, host: str, port: int) -> dict[str, str
     env["KB_UI_PORT"] = str(port)
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     env.setdefault("DO_NOT_TRACK", "1")
-    # The page imports kb and ui; a source checkout that was never pip-installed still works.
-    path = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = str(PROJECT_ROOT) + (os.pathsep + path if path else "")
     return env
 
 

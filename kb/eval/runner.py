@@ -1,12 +1,12 @@
 """Run question sets against a knowledge base and collect one record per question.
 
-The records feed kb.eval.report (metrics, Markdown, chart). Models load once per run. A run can
-be interrupted (Ctrl-C): what was measured so far is kept and reported.
+The records feed kb.eval.report (metrics, Markdown, chart). Everything goes through the
+`KnowledgeBase` facade, so models load once per run. A run can be interrupted (Ctrl-C): what
+was measured so far is kept and reported.
 """
 
 from __future__ import annotations
 
-import json
 import random
 import tempfile
 import time
@@ -16,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kb.app import KnowledgeBase
 from kb.config import Settings
+from kb.errors import InputError
+from kb.jsonl import read_objects
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputError):
     """A question file is missing or malformed; the message names the file and line."""
 
 
@@ -48,21 +51,14 @@ def read_questions(
         raise EvalInputError(f"{path}: no such question file")
     name = path.parent.name if path.name == "qa.jsonl" else path.stem
     questions = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise EvalInputError(f"{path}:{number}: not valid JSON ({exc})") from exc
-            if not isinstance(data, dict) or "question" not in data:
-                raise EvalInputError(f"{path}:{number}: a 'question' field is required")
-            if not str(data["question"]).strip():
-                if skipped is not None:
-                    skipped.append(f"{path}:{number}")
-                continue
-            questions.append(Question(name, data))
+    for number, data in read_objects(path):
+        if "question" not in data:
+            raise EvalInputError(f"{path}:{number}: a 'question' field is required")
+        if not str(data["question"]).strip():
+            if skipped is not None:
+                skipped.append(f"{path}:{number}")
+            continue
+        questions.append(Question(name, data))
     if limit is not None and limit < len(questions):
         questions = random.Random(seed).sample(questions, limit)
     return questions
@@ -98,35 +94,29 @@ def _retrieval_query(question: Question) -> str:
 
 
 class Evaluator:
-    """Holds the loaded models for one run over one knowledge base."""
+    """One run over one knowledge base: retrieval for every question, answers on request."""
 
-    def __init__(self, settings: Settings, collection: str | None, answers: bool, k_max: int):
-        from kb import services
-        from kb.retrieve import Retriever
-
-        self.settings = settings
+    def __init__(
+        self, knowledge: KnowledgeBase, collection: str | None, answers: bool, k_max: int
+    ) -> None:
+        self.knowledge = knowledge
+        self.collection = collection
+        self.answers = answers
         self.k_max = k_max
-        name = collection or settings.collection
-        self.retriever = Retriever(services.store(settings), services.embeddings(settings), name)
-        self.chain = None
-        if answers:
-            from kb.chain import AnswerChain
-            from kb.models.llm import load_chat_model
-
-            self.chain = AnswerChain(settings, self.retriever, load_chat_model(settings))
+        knowledge.retriever(collection)  # fail early on an empty or missing collection
 
     def _retrieve(self, query: str) -> tuple[list[dict[str, Any]], float]:
-        result = self.retriever.search(query, self.k_max)
+        result = self.knowledge.search(query, self.k_max, self.collection)
         retrieved = [{"source": h.source, "page": h.page} for h in result.hits]
         return retrieved, result.retrieve_ms
 
     def run_one(self, question: Question) -> dict[str, Any]:
         record = _base_record(question)
-        if self.chain is None:
+        if not self.answers:
             record["retrieved"], record["retrieve_ms"] = self._retrieve(_retrieval_query(question))
             return record
         history = question.data.get("history") or []
-        answer = self.chain.invoke(question.data["question"], history)
+        answer = self.knowledge.ask(question.data["question"], history, self.collection)
         record["retrieved"], record["retrieve_ms"] = self._retrieve(answer.standalone_question)
         record.update(
             answer=answer.answer,
@@ -143,7 +133,7 @@ class Evaluator:
 
 
 def run(
-    settings: Settings,
+    knowledge: KnowledgeBase,
     questions: Sequence[Question],
     collection: str | None = None,
     answers: bool = False,
@@ -151,7 +141,7 @@ def run(
     on_record: Callable[[dict[str, Any]], None] | None = None,
 ) -> EvalRun:
     started = time.perf_counter()
-    evaluator = Evaluator(settings, collection, answers, k_max)
+    evaluator = Evaluator(knowledge, collection, answers, k_max)
     result = EvalRun()
     try:
         for question in questions:
@@ -171,12 +161,84 @@ def throwaway_knowledge_base(
     qa_paths: Sequence[Path],
     distractors: Sequence[Path] = (),
     progress: Callable | None = None,
-) -> Iterator[tuple[Settings, Any]]:
-    """Yield settings for a temporary knowledge base holding the sets' docs and distractors."""
-    from kb import services
-
+) -> Iterator[tuple[KnowledgeBase, Any]]:
+    """A temporary knowledge base holding the sets' docs and distractors, and its ingestion."""
     folders = [docs_folder(p) for p in qa_paths] + list(distractors)
     with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
         temp_settings = settings.model_copy(update={"home": Path(tmp)})
-        summary = services.ingest(temp_settings, folders, progress=progress)
-        yield temp_settings, summary
+        with KnowledgeBase(temp_settings) as knowledge:
+            summary = knowledge.ingest(folders, progress=progress)
+            yield knowledge, summary
+
+
+@dataclass
+class EvalRequest:
+    qa_files: list[Path]
+    ks: list[int]
+    answers: bool = False
+    limit: int | None = None
+    ingest_docs: bool = False
+    distractors: list[Path] = field(default_factory=list)
+    collection: str | None = None
+
+
+@dataclass
+class EvalOutcome:
+    summary: dict[str, Any]
+    records: list[dict[str, Any]]
+    interrupted: bool
+    questions: int
+    skipped: list[str]
+
+
+def evaluate(
+    settings: Settings,
+    request: EvalRequest,
+    on_start: Callable[[int], None] | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
+) -> EvalOutcome:
+    """Read the question files, run them (on a throwaway knowledge base of their docs when
+    asked), and summarise: what `kb eval` does, callable from code."""
+    from kb.eval import report
+
+    skipped: list[str] = []
+    questions = [
+        q for path in request.qa_files for q in read_questions(path, request.limit, skipped=skipped)
+    ]
+    meta: dict[str, Any] = {
+        "question_files": [str(p) for p in request.qa_files],
+        "limit": request.limit,
+        "answers": request.answers,
+        "embed_model": settings.embed_model,
+        "llm_model": settings.llm_model if request.answers else None,
+        "top_k": settings.top_k,
+        "skipped_empty_questions": len(skipped),
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
+    if on_start is not None:
+        on_start(len(questions))
+
+    def execute(knowledge: KnowledgeBase) -> EvalRun:
+        return run(
+            knowledge,
+            questions,
+            collection=request.collection,
+            answers=request.answers,
+            k_max=max(request.ks),
+            on_record=on_record,
+        )
+
+    if request.ingest_docs:
+        with throwaway_knowledge_base(settings, request.qa_files, request.distractors) as (
+            knowledge,
+            ingest_summary,
+        ):
+            meta["ingested"] = ingest_summary.to_json()
+            result = execute(knowledge)
+    else:
+        with KnowledgeBase(settings) as knowledge:
+            result = execute(knowledge)
+    summary = report.summarize(result.records, request.ks)
+    meta.update(seconds=round(result.seconds, 1), interrupted=result.interrupted)
+    summary["meta"] = meta
+    return EvalOutcome(summary, result.records, result.interrupted, len(questions), skipped)

@@ -15,9 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class ModelError(RuntimeError):
-    """A model is missing, corrupt or misconfigured; the message says how to fix it."""
+from kb.errors import ModelError
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,8 @@ def _part_files(spec: BundledGGUF) -> list[Path]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while block := fh.read(8 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _receipt_path(path: Path) -> Path:

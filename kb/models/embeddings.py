@@ -20,7 +20,8 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from kb.config import Settings
-from kb.models.bundled import ModelError, minilm_path
+from kb.errors import ModelError
+from kb.models.bundled import minilm_path
 
 
 class TokenCounter(Protocol):

@@ -1,9 +1,11 @@
 """The chat model behind answers: a local GGUF (llama-cpp-python) or an OpenAI-compatible server.
 
-Both are LangChain chat models (`ChatLlamaCpp`, `ChatOpenAI`), wrapped in `ChatModel`, which adds
-what the answering chain needs beyond LangChain's interface: a token counter for prompt budgets,
-the context window, and a lock — llama.cpp is not thread-safe, so generations are serialised and
-a caller can tell when it is queued.
+`ChatModel` is what the answering chain needs beyond LangChain's interface: a token counter for
+prompt budgets, the context window, first-step probabilities of chosen replies, and a lock —
+llama.cpp is not thread-safe, so generations are serialised and a caller can tell when it is
+queued. `LangChainChatModel` implements it over LangChain chat models (`ChatLlamaCpp` for a
+local GGUF, `ChatOpenAI` for any OpenAI-compatible server); kb.models.fake holds a scripted
+fake for tests of the chain's logic.
 
 Every answer prompt starts with a fixed system prefix (one per language), and llama.cpp keeps
 the evaluated state of the previous prompt: the next question in the same language evaluates
@@ -15,7 +17,6 @@ a 160-question run grew to 8 GB here.)
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -26,17 +27,17 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from kb.config import Settings
-from kb.models.bundled import BUNDLED_GGUF, ModelError, resolve_gguf
+from kb.errors import ModelError
+from kb.models.bundled import BUNDLED_GGUF, resolve_gguf
+from kb.text import count_wide
 
 log = logging.getLogger(__name__)
-
-_CJK = re.compile(r"[\u3000-\u9fff\uff00-\uffef]")
 
 
 def approximate_tokens(text: str) -> int:
     """A conservative token estimate for servers whose tokenizer we cannot call."""
-    cjk = len(_CJK.findall(text))
-    return cjk + (len(text) - cjk + 2) // 3
+    wide = count_wide(text)
+    return wide + (len(text) - wide + 2) // 3
 
 
 @dataclass
@@ -49,27 +50,63 @@ class Usage:
 
 
 class ChatModel:
-    """A LangChain chat model plus token counting, context size and a generation lock."""
+    """What the answering chain asks of a chat model; subclasses implement the generation.
 
-    def __init__(
-        self, chat: BaseChatModel, name: str, context_window: int, llama: Any | None = None
-    ) -> None:
-        self.chat = chat
+    The base class holds the generation lock: one generation at a time, and callers can see
+    whether they would wait (`busy`) and how many are waiting (`queue_length`).
+    """
+
+    name: str = ""
+    context_window: int = 4096
+
+    def __init__(self, name: str, context_window: int) -> None:
         self.name = name
         self.context_window = context_window
-        self._llama = llama  # the llama_cpp.Llama behind a local model, for its tokenizer
         self._lock = threading.Lock()
         self._waiting = 0
         self._waiting_lock = threading.Lock()
 
+    # --- what every backend provides --------------------------------------------------------
+
     @property
     def is_local(self) -> bool:
-        return self._llama is not None
+        """Whether the model runs in this process (and so exposes its logits)."""
+        return False
 
     def count_tokens(self, text: str) -> int:
-        if self._llama is None:
-            return approximate_tokens(text)
-        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        return approximate_tokens(text)
+
+    def grammar(self, gbnf: str) -> Any | None:
+        """A compiled grammar where the backend supports one; None means plain prompting."""
+        return None
+
+    def reply_probs(
+        self, messages: Sequence[BaseMessage], options: Mapping[str, Sequence[str]]
+    ) -> dict[str, float]:  # pragma: no cover - interface
+        """How likely the model's reply starts with each option (e.g. {"yes": [...], "no":
+        [...]}, each listing spellings), normalised over the options. Call inside `turn()`."""
+        raise NotImplementedError
+
+    def stream(
+        self,
+        messages: Sequence[BaseMessage],
+        max_tokens: int,
+        stop: Sequence[str] | None = None,
+        grammar: Any | None = None,
+        usage: Usage | None = None,
+        watch_reply: str | None = None,
+        suppress_reply_below: float | None = None,
+    ) -> Iterator[str]:  # pragma: no cover - interface
+        """Yield the reply piece by piece. Call inside `turn()`.
+
+        `watch_reply`: record the first step's probability of that reply in
+        `usage.first_token_prob`; below `suppress_reply_below` it cannot start the reply."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the model's memory; the object is unusable afterwards."""
+
+    # --- shared -----------------------------------------------------------------------------
 
     def count_messages(self, messages: Sequence[BaseMessage]) -> int:
         # Chat templates add a handful of tokens per message.
@@ -100,13 +137,51 @@ class ChatModel:
         finally:
             self._lock.release()
 
+
+class LangChainChatModel(ChatModel):
+    """A LangChain chat model: a local GGUF through `ChatLlamaCpp` (with its `llama_cpp.Llama`
+    for exact token counts and logits) or a server through `ChatOpenAI`."""
+
+    def __init__(
+        self,
+        chat: BaseChatModel,
+        name: str,
+        context_window: int,
+        llama: Any | None = None,
+        server_url: str = "",
+    ) -> None:
+        super().__init__(name, context_window)
+        self.chat = chat
+        self._llama = llama
+        self.server_url = server_url
+
+    @property
+    def is_local(self) -> bool:
+        return self._llama is not None
+
+    @property
+    def llama(self) -> Any | None:
+        """The `llama_cpp.Llama` behind a local model (benchmarks compare against it)."""
+        return self._llama
+
+    def count_tokens(self, text: str) -> int:
+        if self._llama is None:
+            return approximate_tokens(text)
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     def grammar(self, gbnf: str) -> Any | None:
-        """A compiled grammar for the local model; servers get None (plain prompting)."""
         if self._llama is None:
             return None
         from llama_cpp import LlamaGrammar
 
         return LlamaGrammar.from_string(gbnf, verbose=False)
+
+    def close(self) -> None:
+        # llama-cpp-python frees its model in __del__, which at interpreter exit runs after the
+        # library's own helpers are gone and prints a TypeError; closing first avoids that.
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
 
     def _first_step_watch(
         self,
@@ -151,14 +226,10 @@ class ChatModel:
     def reply_probs(
         self, messages: Sequence[BaseMessage], options: Mapping[str, Sequence[str]]
     ) -> dict[str, float]:
-        """How likely the model's reply starts with each option (e.g. {"yes": [...], "no": [...]},
-        each listing spellings), normalised over the options. Call inside `turn()`.
-
-        A local model gives graded probabilities from its first step's logits; a server's one
-        sampled word counts as certainty.
-        """
+        """A local model gives graded probabilities from its first step's logits; a server's one
+        sampled word counts as certainty."""
         if self._llama is None:
-            reply = "".join(str(c.content) for c in self.chat.stream(list(messages), max_tokens=4))
+            reply = "".join(str(c.content) for c in self._chat_stream(messages, max_tokens=4))
             reply = reply.strip().lower()
             chosen = next(
                 (
@@ -171,7 +242,7 @@ class ChatModel:
             return {k: float(k == chosen) for k in options}
         seen: dict[str, float] = {}
         processors = self._first_step_watch(options, seen)
-        for _ in self.chat.stream(list(messages), max_tokens=1, logits_processor=processors):
+        for _ in self._chat_stream(messages, max_tokens=1, logits_processor=processors):
             pass
         total = sum(seen.values())
         if not total:
@@ -188,10 +259,6 @@ class ChatModel:
         watch_reply: str | None = None,
         suppress_reply_below: float | None = None,
     ) -> Iterator[str]:
-        """Yield the reply piece by piece. Call inside `turn()`.
-
-        `watch_reply`: record the first step's probability of that reply in
-        `usage.first_token_prob`; below `suppress_reply_below` it cannot start the reply."""
         kwargs: dict[str, Any] = {"max_tokens": max_tokens}
         if grammar is not None:
             kwargs["grammar"] = grammar
@@ -201,7 +268,7 @@ class ChatModel:
                 {"reply": [watch_reply]}, watched, suppress_reply_below
             )
         text = ""
-        for chunk in self.chat.stream(list(messages), stop=list(stop or []), **kwargs):
+        for chunk in self._chat_stream(messages, stop=list(stop or []), **kwargs):
             piece = chunk.content if isinstance(chunk.content, str) else ""
             if usage is not None and usage.first_token_prob is None and watched:
                 usage.first_token_prob = watched["reply"]
@@ -212,8 +279,28 @@ class ChatModel:
             usage.prompt_tokens = self.count_messages(messages)
             usage.completion_tokens = self.count_tokens(text)
 
+    def _chat_stream(self, messages: Sequence[BaseMessage], **kwargs: Any) -> Iterator[Any]:
+        """LangChain's stream, with a server's connection and HTTP failures as ModelError."""
+        if self._llama is not None:
+            yield from self.chat.stream(list(messages), **kwargs)
+            return
+        import openai
 
-def _local_chat(settings: Settings) -> ChatModel:
+        try:
+            yield from self.chat.stream(list(messages), **kwargs)
+        except openai.APIConnectionError as exc:
+            raise ModelError(
+                f"cannot connect to the model server at {self.server_url} ({exc}); check "
+                "KB_LLM_URL and that the server is running"
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise ModelError(
+                f"the model server at {self.server_url} answered HTTP {exc.status_code} "
+                f"({str(exc)[:200]}); check KB_LLM_REMOTE_MODEL and KB_LLM_API_KEY"
+            ) from exc
+
+
+def _local_chat(settings: Settings) -> LangChainChatModel:
     from langchain_community.chat_models import ChatLlamaCpp
 
     path = resolve_gguf(settings.llm_model, settings.models_dir)
@@ -243,10 +330,10 @@ def _local_chat(settings: Settings) -> ChatModel:
         ) from exc
     llama = chat.client
     name = settings.llm_model if settings.llm_model in BUNDLED_GGUF else path.name
-    return ChatModel(chat, name, settings.llm_ctx, llama=llama)
+    return LangChainChatModel(chat, name, settings.llm_ctx, llama=llama)
 
 
-def _remote_chat(settings: Settings) -> ChatModel:
+def _remote_chat(settings: Settings) -> LangChainChatModel:
     from langchain_openai import ChatOpenAI
 
     chat = ChatOpenAI(
@@ -260,7 +347,12 @@ def _remote_chat(settings: Settings) -> ChatModel:
         timeout=120,
         max_retries=1,
     )
-    return ChatModel(chat, f"{settings.llm_remote_model} @ {settings.llm_url}", settings.llm_ctx)
+    return LangChainChatModel(
+        chat,
+        f"{settings.llm_remote_model} @ {settings.llm_url}",
+        settings.llm_ctx,
+        server_url=settings.llm_url,
+    )
 
 
 def load_chat_model(settings: Settings) -> ChatModel:

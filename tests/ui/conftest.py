@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kb import services
+from kb.app import KnowledgeBase
 from kb.config import Settings, get_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +31,8 @@ TEST_LLM_MODEL = os.environ.get("UI_TEST_LLM_MODEL", "qwen2.5-1.5b")
 def kb_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A KB_HOME holding the ingested samples, shared by the whole session."""
     home = tmp_path_factory.mktemp("ui-kb-home")
-    summary = services.ingest(Settings(home=home, llm_model=TEST_LLM_MODEL), [SAMPLES])
+    with KnowledgeBase(Settings(home=home, llm_model=TEST_LLM_MODEL)) as knowledge:
+        summary = knowledge.ingest([SAMPLES])
     assert not summary.failed, summary.failed
     assert summary.chunks > 0
     return home

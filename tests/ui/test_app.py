@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from ingest.discover import SUPPORTED
-from kb import prompts, services
+from kb.answer import prompts
+from kb.answer.types import label
+from kb.app import KnowledgeBase
 from kb.config import Settings, get_settings
-from ui import app as page
-from ui.i18n import TEXTS, pick_language
-from ui.launch import child_environment, display_url, streamlit_command
+from kb.ui import app as page
+from kb.ui.i18n import TEXTS, pick_language
+from kb.ui.launch import child_environment, display_url, streamlit_command
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "ui" / "app.py"
@@ -68,7 +69,8 @@ def test_page_shows_status_models_and_collection() -> None:
     at = open_page()
     assert at.title[0].value == TEXTS["en"]["title"]
     metrics = {m.label: m.value for m in at.sidebar.metric}
-    samples = [p for p in SAMPLES.rglob("*") if p.suffix.lower() in SUPPORTED]
+    supported = {f".{ext}" for ext in KnowledgeBase.supported_extensions()}
+    samples = [p for p in SAMPLES.rglob("*") if p.suffix.lower() in supported]
     assert metrics["Files"] == str(len(samples))
     assert int(metrics["Chunks"]) > 0
     sidebar = "\n".join(c.value for c in at.sidebar.caption)
@@ -121,7 +123,7 @@ def test_refusal_is_marked_and_lists_nearest_documents() -> None:
     assert message.warning, "a refusal is shown as a warning"
     assert message.warning[0].value == prompts.REFUSAL["en"]
     captions = [c.value for c in message.caption]
-    assert prompts.NEAREST["en"] in captions
+    assert label("nearest", "en") in captions
     assert 1 <= len(message.expander) <= page.NEAREST_SHOWN
     assert "Sources" not in captions
 
@@ -139,7 +141,7 @@ def test_new_conversation_clears_history() -> None:
 
 def test_waiting_user_sees_they_were_queued() -> None:
     at = open_page()  # loads the model this test then holds
-    model = services.chat_model(get_settings())
+    model = page.knowledge_base(get_settings()).chat_model
     holding = threading.Event()
 
     def other_user() -> None:
@@ -277,67 +279,9 @@ def test_upload_through_the_page_is_stored_ingested_and_searchable(settings: Set
     assert not at.sidebar.file_uploader[0].value
     assert int({m.label: m.value for m in at.sidebar.metric}["Files"]) == files_before + 1
 
-    hits = services.retriever(settings).search("How many bicycle spaces has the Zephyr garage?", 3)
+    hits = page.knowledge_base(settings).search("How many bicycle spaces has the Zephyr garage?", 3)
     assert hits.hits[0].source == "bicycle-parking.md"
     assert "42 bicycle spaces" in hits.hits[0].text
-
-
-def test_unsafe_upload_names_stay_inside_the_uploads_folder(settings: Settings) -> None:
-    uploads = settings.uploads_dir.resolve()
-    report = page.handle_uploads(
-        settings,
-        [
-            ("../../etc/passwd.txt", b"The visitor wifi password rotates every Monday.\n"),
-            ("C:\\Users\\eve\\..\\evil name?.md", b"# Note\n\nThe archive room is on floor 9.\n"),
-            ("....", b"dots only"),
-            ("", b"no name"),
-            ("/", b"just a slash"),
-            ("payload.exe", b"MZ"),
-        ],
-    )
-    by_name = {f.name: f for f in report.files}
-    passwd = by_name["../../etc/passwd.txt"]
-    assert passwd.stored == "passwd.txt" and passwd.status == "added", passwd
-    assert (uploads / "passwd.txt").is_file()
-    assert by_name["C:\\Users\\eve\\..\\evil name?.md"].stored == "evil_name_.md"
-    for bad in ("....", "", "/", "payload.exe"):
-        assert by_name[bad].status == "failed" and not by_name[bad].stored, by_name[bad]
-    # Nothing was written anywhere but the uploads folder (no leftovers either).
-    assert not (uploads.parent / "etc").exists()
-    assert not list(uploads.glob(".upload-*"))
-    for path in uploads.iterdir():
-        assert path.resolve().parent == uploads
-
-
-def test_same_name_with_other_content_never_overwrites(tmp_path: Path) -> None:
-    first = page.store_upload(tmp_path, "report.md", b"version one")
-    again = page.store_upload(tmp_path, "sub/dir/report.md", b"version one")
-    other = page.store_upload(tmp_path, "report.md", b"version two")
-    assert first == again == tmp_path / "report.md"
-    assert other != first and other.name.startswith("report-") and other.suffix == ".md"
-    assert first.read_bytes() == b"version one" and other.read_bytes() == b"version two"
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ("../../etc/passwd.txt", "passwd.txt"),
-        ("..\\..\\windows\\system.ini.md", "system.ini.md"),
-        ("报销制度（2027）.docx", "报销制度_2027_.docx"),
-        ("my report (final).pdf", "my_report_final_.pdf"),
-        (".bashrc.txt", "bashrc.txt"),
-        ("a<b>c|d:e*.html", "a_b_c_d_e_.html"),
-        ("x" * 300 + ".txt", "x" * 100 + ".txt"),
-    ],
-)
-def test_safe_filename(given: str, expected: str) -> None:
-    assert page.safe_filename(given) == expected
-
-
-@pytest.mark.parametrize("given", ["", ".", "..", "....", "/", "a/..", "???", "._-"])
-def test_safe_filename_refuses_empty_names(given: str) -> None:
-    with pytest.raises(page.UnsafeName):
-        page.safe_filename(given)
 
 
 # --- rendering helpers and launch --------------------------------------------------------------

@@ -4,8 +4,8 @@ Separate thresholds on each signal refuse a question when any one signal is bad;
 question more often shows several signals each a little off (the subject's passages cover part of
 the question, the model's first step leans a little towards "not found", its check is unsure).
 A logistic regression over those signals, fitted by bench/calibrate.py on the calibration half of
-../shared/eval, weighs them together. Measured against the separate check threshold it replaced,
-on the report half: README, "Refusal calibration".
+the evaluation sets, weighs them together. Measured against the separate check threshold it
+replaced, on the report half: docs/experiments.md.
 
 Hand-written (a dot product and a sigmoid) rather than a pickled scikit-learn model: five
 numbers are easier to review in a diff than a binary file, and the chain needs no scikit-learn.

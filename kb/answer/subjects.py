@@ -21,7 +21,7 @@ import itertools
 import re
 from collections.abc import Sequence
 
-from kb.evidence import idf_weights
+from kb.answer.evidence import idf_weights
 from kb.store import Hit
 from kb.text import key_terms, split_sentences
 

@@ -133,7 +133,7 @@ def _covering_sentences(
     two companies or two years then reaches the model, and the coverage gate, with only one of
     them. With it (and framing words out of the question's terms, kb.text), false refusals of
     answerable dragonball_en questions fell from 0.17 to 0.07 on the report half, refusals of
-    unanswerable ones unchanged (README, "Refusal calibration").
+    unanswerable ones unchanged (docs/experiments.md).
     """
     wanted = key_terms(question)
     idf = idf_weights(wanted, [key_terms(h.text) for h in hits])

@@ -1,0 +1,1 @@
+"""Answering: the chain, its refusal policy, evidence selection, prompts and answer types."""

@@ -1,0 +1,243 @@
+"""`KnowledgeBase`: the one facade every shell uses (CLI, page, API server, evaluation).
+
+It is built from `Settings` and owns the heavy parts and their lifetimes: the store (Chroma and
+the manifest) and, through a `ModelCache`, the embedding and chat models, all loaded on first
+need and freed by `close()`. Shells parse input, call these methods and render what comes back
+(kb.answer.types, kb.ingest.pipeline.IngestSummary, kb.ingest.uploads.UploadReport); they never
+touch the store or the models themselves.
+
+Several knowledge bases in one process (one per collection, a throwaway one for an evaluation)
+can share one `ModelCache`, so models load once per process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from kb.answer.chain import AnswerChain
+from kb.answer.policy import RefusalPolicy
+from kb.answer.types import Answer, AnswerEvent
+from kb.config import Settings
+from kb.errors import StoreError
+from kb.filters import SearchFilter
+from kb.ingest.discover import supported_extensions
+from kb.ingest.pipeline import IngestSummary, Pipeline, ProgressCallback, forget
+from kb.ingest.uploads import (
+    INGEST_FAILED,
+    UNSAFE_NAME,
+    UNSUPPORTED_TYPE,
+    UploadedFile,
+    UploadReport,
+    handle_uploads,
+)
+from kb.models.cache import ModelCache
+from kb.models.embeddings import KbEmbeddings
+from kb.models.llm import ChatModel
+from kb.retrieve import LangChainRetriever, Retriever, SearchResult, VectorRetriever
+from kb.status import knowledge_base_status
+from kb.store import Store
+
+# What shells need beside the facade itself: filters they pass in, results they render.
+__all__ = [
+    "INGEST_FAILED",
+    "UNSAFE_NAME",
+    "UNSUPPORTED_TYPE",
+    "IngestSummary",
+    "KnowledgeBase",
+    "SearchFilter",
+    "SearchResult",
+    "UploadReport",
+    "UploadedFile",
+    "supported_extensions",
+]
+
+
+class KnowledgeBase:
+    """One knowledge base (a `KB_HOME`, or a Chroma server) and the models that serve it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        models: ModelCache | None = None,
+        chat_model: ChatModel | None = None,
+        policy: RefusalPolicy | None = None,
+    ) -> None:
+        """`models`: share loaded models with other knowledge bases (not closed by `close()`).
+        `chat_model`: answer with this model instead of the configured one (a fake in tests).
+        `policy`: refusal thresholds other than the calibrated ones (calibration runs)."""
+        self.settings = settings
+        self._own_models = models is None
+        self._models = models or ModelCache()
+        self._chat_override = chat_model
+        self.policy = policy or RefusalPolicy.calibrated()
+        self._store: Store | None = None
+        self._chains: dict[str, AnswerChain] = {}
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free what this knowledge base holds (and its models, unless they are shared)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._chains.clear()
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+            if self._own_models:
+                self._models.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- parts, built on first need ----------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        with self._lock:
+            if self._closed:
+                raise StoreError("this knowledge base has been closed")
+            if self._store is None:
+                self._store = Store(self.settings)
+            return self._store
+
+    @property
+    def embeddings(self) -> KbEmbeddings:
+        return self._models.embeddings(self.settings)
+
+    @property
+    def chat_model(self) -> ChatModel:
+        if self._chat_override is not None:
+            return self._chat_override
+        return self._models.chat_model(self.settings)
+
+    def _collection(self, collection: str | None) -> str:
+        return collection or self.settings.collection
+
+    def retriever(self, collection: str | None = None) -> Retriever:
+        """The retriever over `collection`; a clear StoreError when it holds nothing."""
+        name = self._collection(collection)
+        store = self.store
+        if not store.has_collection(name) or store.count(name) == 0:
+            raise StoreError(
+                f"the knowledge base at {store.where()} has no documents in collection {name!r}: "
+                "run `kb ingest PATH` first"
+            )
+        return VectorRetriever(store, self.embeddings, name)
+
+    def chain(self, collection: str | None = None) -> AnswerChain:
+        """The answering chain over `collection` (built once, then reused)."""
+        name = self._collection(collection)
+        with self._lock:
+            if name not in self._chains:
+                self._chains[name] = AnswerChain(
+                    self.settings,
+                    self.retriever(name),
+                    self.chat_model,
+                    self.policy,
+                    embed_model=self.settings.embed_model,
+                )
+            return self._chains[name]
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: Iterable[Path],
+        collection: str | None = None,
+        prune: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> IngestSummary:
+        """Add files and folders; re-running touches only what changed."""
+        pipeline = Pipeline(
+            self.settings,
+            self.store,
+            lambda: self.embeddings,
+            collection=self._collection(collection),
+            progress=progress,
+        )
+        return pipeline.run(list(paths), prune=prune)
+
+    def forget(self, path: str, collection: str | None = None) -> list[str]:
+        """Remove the chunks of the file(s) ingested as `path`; returns their sources."""
+        return forget(self.store, self._collection(collection), path)
+
+    def store_uploads(
+        self,
+        files: Sequence[tuple[str, bytes]],
+        collection: str | None = None,
+        progress: Callable[[Any], None] | None = None,
+    ) -> UploadReport:
+        """Save uploaded (name, bytes) pairs under the uploads folder and ingest them."""
+
+        def ingest(paths: list[Path], on_event: Callable[[Any], None]) -> IngestSummary:
+            return self.ingest(paths, collection=collection, prune=False, progress=on_event)
+
+        return handle_uploads(self.settings.uploads_dir, files, ingest, progress)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Collections, files, chunks, size on disk, models and the last ingestion."""
+        return knowledge_base_status(self.settings, self.store)
+
+    def search(
+        self,
+        query: str,
+        k: int | None = None,
+        collection: str | None = None,
+        filters: SearchFilter | None = None,
+    ) -> SearchResult:
+        """The chunks that best match `query`, with scores; no chat model is loaded."""
+        return self.retriever(collection).search(query, k or self.settings.top_k, filters)
+
+    def stream(
+        self,
+        question: str,
+        history: Sequence[dict] | None = None,
+        collection: str | None = None,
+        filters: SearchFilter | None = None,
+        trace: bool = False,
+    ) -> Iterator[AnswerEvent]:
+        """The answer as typed events (kb.answer.types), ending with `Done(answer)`."""
+        return self.chain(collection).stream(question, history, filters, trace)
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[dict] | None = None,
+        collection: str | None = None,
+        filters: SearchFilter | None = None,
+        trace: bool = False,
+    ) -> Answer:
+        return self.chain(collection).invoke(question, history, filters, trace)
+
+    @property
+    def model_busy(self) -> bool:
+        """Whether a question is being answered now (a new one would wait its turn)."""
+        model = self._chat_override or self._models.loaded_chat_model(self.settings)
+        return model is not None and model.busy
+
+    def langchain_retriever(
+        self,
+        collection: str | None = None,
+        k: int | None = None,
+        filters: SearchFilter | None = None,
+    ) -> LangChainRetriever:
+        """This knowledge base as a LangChain `BaseRetriever`, for chains built elsewhere."""
+        return LangChainRetriever(
+            retriever=self.retriever(collection), k=k or self.settings.top_k, filters=filters
+        )
+
+    @staticmethod
+    def supported_extensions() -> list[str]:
+        return supported_extensions()
