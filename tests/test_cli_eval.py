@@ -90,7 +90,7 @@ def test_eval_compare_prints_the_difference(sample_kb, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if "overall" in line and "hit@1" in line)
-    assert "1.0" in row and "0.667" in row and "-0.3333" in row, row
+    assert "1.0000" in row and "0.6667" in row and "-0.3333" in row, row
 
 
 def test_eval_names_a_malformed_question_file(tmp_path, sample_kb):
