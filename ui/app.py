@@ -1,8 +1,8 @@
 """The kb web page: employees ask the knowledge base in a chat and add documents to it.
 
 Run with `kb ui` (see launch.py). Streamlit re-runs this script on every interaction; the one
-`KnowledgeBase` (embedding model, chat model, Chroma) is built once per server process through
-`st.cache_resource`, so a question never reloads a model. Generation is serialized by the chat
+`KnowledgeBase` (embedding model, chat model, Chroma) is built once per server process
+(resources.py), so a question never reloads a model. Generation is serialized by the chat
 model's lock; a session that finds the model busy says it is queued.
 
 The functions above `main()` hold no page state, so tests call them directly.
@@ -27,6 +27,7 @@ from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, KnowledgeBase, UploadReport
 from kb.config import Settings, get_settings
 from kb.errors import KbError
 from kb.ui.i18n import LANGUAGES, pick_language, t
+from kb.ui.resources import clear_status, kb_status, knowledge_base
 
 log = logging.getLogger("kb.ui")
 
@@ -119,26 +120,6 @@ def upload_error(item: Any, lang: str) -> str:
 
 
 # --- knowledge base access (cached per server process) ---------------------------------------
-
-
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _cached_knowledge_base(settings_key: str, _settings: Settings) -> KnowledgeBase:
-    # Keyed by every setting, so tests or a changed .env never get one built for other settings.
-    return KnowledgeBase(_settings)
-
-
-def knowledge_base(settings: Settings) -> KnowledgeBase:
-    """The server's one knowledge base; models load on the first question only."""
-    return _cached_knowledge_base(settings.model_dump_json(), settings)
-
-
-@st.cache_data(show_spinner=False, ttl=20, max_entries=32)
-def _cached_status(settings_key: str, _settings: Settings) -> dict[str, Any]:
-    return knowledge_base(_settings).status()
-
-
-def kb_status(settings: Settings) -> dict[str, Any]:
-    return _cached_status(settings.model_dump_json(), settings)
 
 
 # --- page state ------------------------------------------------------------------------------
@@ -473,7 +454,7 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
                 st.session_state["upload_report"] = report
                 # A fresh uploader key empties the box; the status must show the new files.
                 st.session_state["uploader_generation"] = generation + 1
-                _cached_status.clear()
+                clear_status()
                 st.rerun()
         report = st.session_state.get("upload_report")
         if report is not None:

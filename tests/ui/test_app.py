@@ -14,6 +14,7 @@ from kb.answer.types import label
 from kb.app import KnowledgeBase
 from kb.config import Settings, get_settings
 from kb.ui import app as page
+from kb.ui import resources
 from kb.ui.i18n import TEXTS, pick_language
 from kb.ui.launch import child_environment, display_url, streamlit_command
 
@@ -141,7 +142,7 @@ def test_new_conversation_clears_history() -> None:
 
 def test_waiting_user_sees_they_were_queued() -> None:
     at = open_page()  # loads the model this test then holds
-    model = page.knowledge_base(get_settings()).chat_model
+    model = resources.knowledge_base(get_settings()).chat_model
     holding = threading.Event()
 
     def other_user() -> None:
@@ -279,7 +280,8 @@ def test_upload_through_the_page_is_stored_ingested_and_searchable(settings: Set
     assert not at.sidebar.file_uploader[0].value
     assert int({m.label: m.value for m in at.sidebar.metric}["Files"]) == files_before + 1
 
-    hits = page.knowledge_base(settings).search("How many bicycle spaces has the Zephyr garage?", 3)
+    question = "How many bicycle spaces has the Zephyr garage?"
+    hits = resources.knowledge_base(settings).search(question, 3)
     assert hits.hits[0].source == "bicycle-parking.md"
     assert "42 bicycle spaces" in hits.hits[0].text
 
