@@ -28,8 +28,9 @@ import numpy as np
 
 from kb.config import Settings
 from kb.ingest.discover import FoundFile, describe_supported, file_hash, walk
-from kb.ingest.load import Document, LoadError, load
-from kb.ingest.split import Chunk, split_document
+from kb.ingest.load import Document, LoadError
+from kb.ingest.split import Chunk
+from kb.ingest.worker import ParserPool, parser_for
 from kb.manifest import FileEntry, FileRecord
 from kb.models.embeddings import KbEmbeddings
 from kb.store import Store, chunk_id
@@ -38,6 +39,17 @@ log = logging.getLogger(__name__)
 
 # Files parsed ahead of the embedder. Two keep both sides busy; more only costs memory.
 _PARSE_AHEAD = 2
+
+
+def _check_unchanged(found: FoundFile) -> None:
+    """Refuse what was parsed if the file changed after it was planned and hashed: the chunks
+    would not match the recorded content. The next run picks up the finished file."""
+    try:
+        stat = found.path.stat()
+    except OSError as exc:
+        raise LoadError(f"the file disappeared while it was being read ({exc.strerror})") from exc
+    if (stat.st_size, stat.st_mtime_ns) != (found.size, found.mtime_ns):
+        raise LoadError("the file changed while it was being read; ingest again once it is saved")
 
 
 @dataclass
@@ -116,7 +128,10 @@ class _Plan:
 
 def _display(found: FoundFile, roots: int) -> str:
     # With one folder the relative path is unambiguous; with several, show the full path.
-    return found.source if roots == 1 else str(found.path)
+    # A name that is not UTF-8 is shown with its odd bytes escaped (\xe9), so every shell can
+    # print it and JSON can carry it.
+    name = found.source if roots == 1 else str(found.path)
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def embedded_text(title: str, file_name: str, chunk: Chunk) -> str:
@@ -247,6 +262,9 @@ class Pipeline:
             for found in found_files:
                 seen.add(found.source)
                 display = _display(found, n_roots)
+                if found.problem:
+                    plan.failures.append((found, display, found.problem))
+                    continue
                 if found.format is None:
                     reason = (
                         f"unsupported format '{found.path.suffix or 'no extension'}' "
@@ -391,19 +409,17 @@ class Pipeline:
                 summary.removed += 1
                 self.progress(Event("file", source=record.source, status="removed"))
 
-    def _parse_ahead(self, works: list[_Work], out: queue.Queue, stop: threading.Event) -> None:
-        count = self.embeddings.count_tokens
+    def _parse_ahead(
+        self, works: list[_Work], parser: ParserPool, out: queue.Queue, stop: threading.Event
+    ) -> None:
         for work in works:
             if stop.is_set():
                 break
             try:
-                doc = load(work.found.path, work.found.format or "")
-                chunks = split_document(
-                    doc, count, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
-                )
-                if not chunks:
-                    raise LoadError("no text found in the file")
-                out.put((work, doc, chunks, None))
+                found = work.found
+                title, chunks = parser.parse(found.path, found.format or "", self.settings)
+                _check_unchanged(work.found)
+                out.put((work, Document(title=title), chunks, None))
             except LoadError as exc:
                 log.debug("cannot load %s", work.found.path, exc_info=True)
                 out.put((work, None, None, str(exc)))
@@ -419,8 +435,13 @@ class Pipeline:
         stop = threading.Event()
         # Load the model before the thread starts so both share one instance.
         _ = self.embeddings
+        files = parser_for(self.settings)
+        files.start()  # from this thread, which outlives the parse thread
         parser = threading.Thread(
-            target=self._parse_ahead, args=(works, parsed, stop), name="kb-parse", daemon=True
+            target=self._parse_ahead,
+            args=(works, files, parsed, stop),
+            name="kb-parse",
+            daemon=True,
         )
         parser.start()
         batch = _EmbeddingBatch(self, summary)
