@@ -15,6 +15,7 @@ callback and imports no user-interface code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import queue
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kb.config import Settings
+from kb.errors import StoreError
 from kb.ingest.discover import FoundFile, describe_supported, file_hash, walk
 from kb.ingest.load import Document, LoadError
 from kb.ingest.split import Chunk
@@ -50,6 +52,29 @@ def _check_unchanged(found: FoundFile) -> None:
         raise LoadError(f"the file disappeared while it was being read ({exc.strerror})") from exc
     if (stat.st_size, stat.st_mtime_ns) != (found.size, found.mtime_ns):
         raise LoadError("the file changed while it was being read; ingest again once it is saved")
+
+
+_DISK_FULL_WORDS = ("no space left", "disk is full", "disk full", "quota exceeded")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is the disk running out of space; Chroma and SQLite
+    report it in their own words rather than as ENOSPC."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(word in str(seen).lower() for word in _DISK_FULL_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full_error(settings: Settings) -> StoreError:
+    return StoreError(
+        "no space left on the disk holding the knowledge base (KB_HOME): free some space and "
+        "run `kb ingest` again; files written so far are kept, the interrupted one is redone"
+    )
 
 
 @dataclass
@@ -89,7 +114,7 @@ class IngestSummary:
 class Event:
     """Progress as the pipeline sees it; renderers (Rich, Streamlit) decide how to show it."""
 
-    kind: str  # "planned" | "file" | "chunks" | "done"
+    kind: str  # "waiting" (for another writer) | "planned" | "file" | "chunks" | "done"
     source: str = ""
     status: str = ""  # for "file": added | updated | unchanged | renamed | removed | failed
     chunks: int = 0
@@ -335,11 +360,22 @@ class Pipeline:
     # --- execution ---------------------------------------------------------------------------
 
     def run(self, targets: Iterable[Path], prune: bool = True) -> IngestSummary:
+        try:
+            return self._run(targets, prune)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _disk_full(exc):
+                raise _disk_full_error(self.settings) from exc
+            raise
+
+    def _run(self, targets: Iterable[Path], prune: bool) -> IngestSummary:
         started = time.perf_counter()
         summary = IngestSummary()
         targets = list(targets)
         store = self.store
-        with store.write_lock():
+        waiting = Event("waiting")
+        with store.write_lock(on_wait=lambda: self.progress(waiting)):
             store.ensure_collection(self.collection, self.settings.embed_model)
             summary.repaired = {k: v for k, v in store.repair(self.collection).items() if v}
             store.upgrade(self.collection)
@@ -364,7 +400,10 @@ class Pipeline:
                 self._parse_and_embed(fresh, summary)
             finally:
                 summary.seconds = time.perf_counter() - started
-                store.manifest.finish_run(run_id, summary.to_json())
+                try:
+                    store.manifest.finish_run(run_id, summary.to_json())
+                except Exception:
+                    log.debug("could not record the run", exc_info=True)
                 self.progress(Event("done"))
         return summary
 
@@ -478,6 +517,10 @@ class Pipeline:
             self.store.commit_file(self.collection, entry, ids)
         except Exception as exc:
             log.debug("failed to index %s", work.found.path, exc_info=True)
+            if _disk_full(exc):
+                # Every later file would fail the same way: stop, leaving this one journalled
+                # for the next run to redo.
+                raise _disk_full_error(self.settings) from exc
             self._fail(work, f"{type(exc).__name__}: {exc}", summary)
             return
         n = len(pending.chunks)

@@ -187,6 +187,8 @@ class ParserPool:
         self.embed_model = embed_model
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._buffer = b""
+        self._ready = False
 
     def start(self) -> None:
         """Start the worker now, from the calling thread (it lives as long as that thread)."""
@@ -203,28 +205,34 @@ class ParserPool:
             stderr=None if log.isEnabledFor(logging.DEBUG) else subprocess.DEVNULL,
         )
         self._ready = False
+        self._buffer = b""
 
     def _receive(self, deadline: float) -> tuple[str, Any] | None:
-        """The worker's next reply, or None when the deadline passes first."""
+        """The worker's next reply, or None when the deadline passes first. Bytes read past
+        that reply stay in the buffer for the next call (a "started" and its result can
+        arrive in one read)."""
         assert self._proc is not None and self._proc.stdout is not None
         fd = self._proc.stdout.fileno()
-        buffer = b""
-        needed = _HEADER.size
-        header_done = False
-        while True:
-            while len(buffer) < needed:
+
+        def fill(size: int) -> bool:
+            while len(self._buffer) < size:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-                    return None
-                piece = os.read(fd, max(needed - len(buffer), 1 << 16))
+                    return False
+                piece = os.read(fd, 1 << 16)
                 if not piece:
                     raise EOFError
-                buffer += piece
-            if header_done:
-                return pickle.loads(buffer[:needed])
-            needed = _HEADER.unpack(buffer[: _HEADER.size])[0]
-            buffer = buffer[_HEADER.size :]
-            header_done = True
+                self._buffer += piece
+            return True
+
+        if not fill(_HEADER.size):
+            return None
+        size = _HEADER.unpack(self._buffer[: _HEADER.size])[0]
+        if not fill(_HEADER.size + size):
+            return None
+        payload = self._buffer[_HEADER.size : _HEADER.size + size]
+        self._buffer = self._buffer[_HEADER.size + size :]
+        return pickle.loads(payload)
 
     def _stop(self) -> int | None:
         proc, self._proc = self._proc, None

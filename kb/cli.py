@@ -167,6 +167,9 @@ class _IngestProgress:
         self.started = time.perf_counter()
 
     def __call__(self, event) -> None:
+        if event.kind == "waiting":
+            err.print("waiting for another ingestion of this knowledge base to finish…")
+            return
         if event.kind == "planned":
             self.task = self.progress.add_task(
                 "ingesting",

@@ -276,7 +276,7 @@ def verify_files(bundle: BundledFiles, folder: Path | None = None) -> Path:
                 f"package {bundle.package}: model file {relative} is missing ({exc.strerror}); "
                 f"reinstall it with `make setup`"
             ) from exc
-        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
         with _verified_lock:
             if _verified.get(key):
                 continue
