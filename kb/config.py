@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         "doubt joins the learned refusal score (~0.6 s, after the answer streamed; skipped for "
         "the 0.5B model).",
     )
+    source_guard: bool = Field(
+        True,
+        description="Keep document sentences addressed to an AI (prompt injection) and citation "
+        "markers written in documents out of the prompt, and refuse answers that carry them.",
+    )
     min_relevance: float = Field(
         -1.0,
         description="Refuse below this retrieval relevance; -1 uses the value calibrated for the "
