@@ -212,6 +212,11 @@ def handle_uploads(
                 f"too many files in one upload (at most {limits.max_files}, KB_UPLOAD_MAX_FILES)"
             )
             continue
+        try:
+            safe_filename(name)
+        except UnsafeName as exc:
+            result.status, result.error_code, result.error = "failed", UNSAFE_NAME, str(exc)
+            continue
         if suffix not in SUPPORTED:
             result.status, result.error_code = "failed", UNSUPPORTED_TYPE
             result.error = (
