@@ -159,7 +159,7 @@ EXTRA = [
 
 def contains(text: str, phrase: str) -> bool:
     """`phrase` in `text` as a whole (so "5 days" is not found in "45 days")."""
-    return re.search(rf"(?<![\w.]){re.escape(phrase.lower())}", text.lower()) is not None
+    return re.search(rf"(?<![0-9A-Za-z.]){re.escape(phrase.lower())}", text.lower()) is not None
 
 
 def main() -> None:
