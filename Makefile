@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup run test lint bench browser clean
+.PHONY: setup run test lint bench browser clean reliability soak
 
 setup: $(STAMP)
 
@@ -63,6 +63,20 @@ bench: setup
 	$(BIN)/python bench/answer_bench.py quality --home $(ANSWER_KB)
 	$(BIN)/python bench/eval_baseline.py
 	$(BIN)/python bench/ui_bench.py
+
+# Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at
+# 20 moments of a large ingestion (and of forget, upload, a full disk), readers during writing,
+# prompt injection; figures in bench/results/reliability.{json,md}. `make test` runs the fast
+# subset (the 20 MB file, a few kills).
+reliability: setup
+	$(BIN)/python bench/hostile_bench.py
+	$(BIN)/python bench/crash_bench.py
+	$(BIN)/python bench/concurrency_bench.py
+	$(BIN)/python bench/injection_bench.py
+
+# 30 minutes of continuous answering; RSS, descriptors, threads and latency in soak.png.
+soak: setup
+	$(BIN)/python bench/soak_bench.py
 
 clean:
 	rm -rf $(VENV) data/kb bench/work tests/artifacts

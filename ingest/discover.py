@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +53,7 @@ class FoundFile:
     source: str  # path relative to root, with forward slashes: what citations show
     size: int
     mtime_ns: int
+    problem: str = ""  # why it cannot be read at all (a broken link, a FIFO…), or ""
 
     @property
     def format(self) -> str | None:
@@ -68,11 +71,45 @@ def _found(path: Path, root: Path) -> FoundFile:
     )
 
 
+def _problem(path: Path) -> str:
+    """Why a directory entry that is not a regular file cannot be ingested."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISLNK(mode):
+        try:
+            path.stat()
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop"
+            return f"broken symbolic link ({exc.strerror})"
+        return "symbolic link to something that is not a file"
+    kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device"}
+    kinds |= {stat.S_ISBLK: "a device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "special")
+    return f"not a regular file ({kind})"
+
+
+def _unusable_name(path: Path, root: Path) -> str:
+    # Linux names are bytes; one that is not UTF-8 cannot be stored, cited or shown faithfully.
+    try:
+        str(path.relative_to(root)).encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8; rename the file"
+    return ""
+
+
+def _unreadable(path: Path, root: Path, problem: str) -> FoundFile:
+    return FoundFile(path, root, path.relative_to(root).as_posix(), 0, 0, problem)
+
+
 def walk(target: Path) -> Iterator[FoundFile]:
     """Yield every candidate file under `target` (a folder, walked recursively, or one file).
 
-    Unsupported formats are yielded too: the pipeline reports them by name rather than letting
-    a document silently go missing from the knowledge base.
+    Unsupported formats are yielded too, and so are entries that cannot be read at all (broken
+    or looping links, pipes, names that are not UTF-8), with the reason in `problem`: the
+    pipeline reports each by name rather than letting a document silently go missing.
     """
     target = target.expanduser().resolve()
     if target.is_file():
@@ -82,11 +119,25 @@ def walk(target: Path) -> Iterator[FoundFile]:
         raise FileNotFoundError(f"{target}: no such file or folder")
     for dirpath, dirnames, filenames in os.walk(target):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            # Never followed (a link can loop back or leave the folder), but said so.
+            dirnames.remove(name)
+            path = Path(dirpath) / name
+            yield _unreadable(path, target, "symbolic link to a folder (not followed)")
         for name in sorted(filenames):
             path = Path(dirpath) / name
-            if is_ignored(path) or not path.is_file():
+            if is_ignored(path):
                 continue
-            yield _found(path, target)
+            problem = _unusable_name(path, target)
+            if not problem and not path.is_file():
+                problem = _problem(path)
+            if problem:
+                yield _unreadable(path, target, problem)
+                continue
+            try:
+                yield _found(path, target)
+            except OSError as exc:  # gone or unreadable between listing and stat
+                yield _unreadable(path, target, f"unreadable ({exc.strerror})")
 
 
 def file_hash(path: Path) -> str:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kb.ingest.textio import UndecodableText, decode_text
+from kb.models.bundled import SPACY_EN, verify_files
 from kb.text import CJK_WIDE, is_wide
 
 log = logging.getLogger(__name__)
@@ -318,7 +319,64 @@ def _blocks_from_elements(elements, fmt: str) -> tuple[str, list[Block]]:
     return title, blocks
 
 
+# Longer paragraphs are never headings, and unstructured's per-paragraph language analysis is
+# slow on them (a 1 MB paragraph took 55 s and 2.7 GB here): they skip it.
+_LONG_PARAGRAPH = 4000
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def _partition_plain_text(text: str):
+    from unstructured.documents.elements import NarrativeText
+    from unstructured.partition.text import partition_text
+
+    paragraphs = _PARAGRAPH_BREAK.split(text)
+    if max(len(p) for p in paragraphs) <= _LONG_PARAGRAPH:
+        return partition_text(text=text)
+    elements, short = [], []
+    for paragraph in [*paragraphs, None]:
+        if paragraph is None or len(paragraph) > _LONG_PARAGRAPH:
+            if any(p.strip() for p in short):
+                elements += partition_text(text="\n\n".join(short))
+            short = []
+            if paragraph is not None:
+                elements.append(NarrativeText(text=paragraph))
+        else:
+            short.append(paragraph)
+    return elements
+
+
+# Office files are ZIP containers; their declared sizes bound what Python's zipfile (used by the
+# docx, pptx and xlsx readers) will ever inflate, so checking them first stops ZIP bombs cheaply.
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+def check_office_container(path: Path, fmt: str, max_unpacked_bytes: int | None) -> None:
+    import zipfile
+
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if head == _OLE_MAGIC:
+        raise LoadError(
+            f"encrypted or legacy {fmt.upper()} file: it is password-protected or saved in the "
+            "old Office format; remove the password or save it again as ." + fmt
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise LoadError(
+            f"corrupt {fmt.upper()} file (not a readable ZIP container: {exc})"
+        ) from exc
+    if max_unpacked_bytes is not None and unpacked > max_unpacked_bytes:
+        raise LoadError(
+            f"{fmt.upper()} contents would unpack to {unpacked / 2**20:,.0f} MB "
+            f"(> KB_MAX_UNPACKED_MB={max_unpacked_bytes / 2**20:g}): refused as a possible ZIP bomb"
+        )
+
+
 def _partition(path: Path, fmt: str):
+    # unstructured loads this spaCy pipeline for its text heuristics: check it first.
+    verify_files(SPACY_EN)
     # Imported here: unstructured takes seconds to import, and `kb search` never needs it.
     if fmt == "docx":
         from unstructured.partition.docx import partition_docx
@@ -347,9 +405,7 @@ def _partition(path: Path, fmt: str):
         from unstructured.partition.html import partition_html
 
         return partition_html(text=text)
-    from unstructured.partition.text import partition_text
-
-    return partition_text(text=text)
+    return _partition_plain_text(text)
 
 
 def _html_title(path: Path) -> str:
@@ -369,12 +425,14 @@ def _eml_subject(path: Path) -> str:
     return str(message.get("subject", "") or "").strip()
 
 
-def load(path: Path, fmt: str) -> Document:
+def load(path: Path, fmt: str, max_unpacked_bytes: int | None = None) -> Document:
     """Parse `path` (of format `fmt`, see ingest.discover.SUPPORTED) into a Document.
 
     Raises LoadError with a user-facing reason for anything that yields no usable text.
     """
     try:
+        if fmt in ("docx", "pptx", "xlsx"):
+            check_office_container(path, fmt, max_unpacked_bytes)
         if fmt == "pdf":
             doc = load_pdf(path)
         elif fmt in ("csv", "tsv"):
@@ -389,7 +447,7 @@ def load(path: Path, fmt: str) -> Document:
                 # Their first "title" is a cell or a line, not the document's name.
                 title = title if fmt == "pptx" else ""
             doc = Document(title=title, blocks=blocks)
-    except LoadError:
+    except (LoadError, MemoryError, RecursionError):
         raise
     except UndecodableText as exc:
         raise LoadError(str(exc)) from exc

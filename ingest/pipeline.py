@@ -15,6 +15,7 @@ callback and imports no user-interface code.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import queue
 import threading
@@ -27,9 +28,11 @@ from typing import Any
 import numpy as np
 
 from kb.config import Settings
+from kb.errors import StoreError
 from kb.ingest.discover import FoundFile, describe_supported, file_hash, walk
-from kb.ingest.load import Document, LoadError, load
-from kb.ingest.split import Chunk, split_document
+from kb.ingest.load import Document, LoadError
+from kb.ingest.split import Chunk
+from kb.ingest.worker import ParserPool, parser_for
 from kb.manifest import FileEntry, FileRecord
 from kb.models.embeddings import KbEmbeddings
 from kb.store import Store, chunk_id
@@ -38,6 +41,40 @@ log = logging.getLogger(__name__)
 
 # Files parsed ahead of the embedder. Two keep both sides busy; more only costs memory.
 _PARSE_AHEAD = 2
+
+
+def _check_unchanged(found: FoundFile) -> None:
+    """Refuse what was parsed if the file changed after it was planned and hashed: the chunks
+    would not match the recorded content. The next run picks up the finished file."""
+    try:
+        stat = found.path.stat()
+    except OSError as exc:
+        raise LoadError(f"the file disappeared while it was being read ({exc.strerror})") from exc
+    if (stat.st_size, stat.st_mtime_ns) != (found.size, found.mtime_ns):
+        raise LoadError("the file changed while it was being read; ingest again once it is saved")
+
+
+_DISK_FULL_WORDS = ("no space left", "disk is full", "disk full", "quota exceeded")
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is the disk running out of space; Chroma and SQLite
+    report it in their own words rather than as ENOSPC."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(word in str(seen).lower() for word in _DISK_FULL_WORDS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full_error(settings: Settings) -> StoreError:
+    return StoreError(
+        "no space left on the disk holding the knowledge base (KB_HOME): free some space and "
+        "run `kb ingest` again; files written so far are kept, the interrupted one is redone"
+    )
 
 
 @dataclass
@@ -77,7 +114,7 @@ class IngestSummary:
 class Event:
     """Progress as the pipeline sees it; renderers (Rich, Streamlit) decide how to show it."""
 
-    kind: str  # "planned" | "file" | "chunks" | "done"
+    kind: str  # "waiting" (for another writer) | "planned" | "file" | "chunks" | "done"
     source: str = ""
     status: str = ""  # for "file": added | updated | unchanged | renamed | removed | failed
     chunks: int = 0
@@ -116,7 +153,10 @@ class _Plan:
 
 def _display(found: FoundFile, roots: int) -> str:
     # With one folder the relative path is unambiguous; with several, show the full path.
-    return found.source if roots == 1 else str(found.path)
+    # A name that is not UTF-8 is shown with its odd bytes escaped (\xe9), so every shell can
+    # print it and JSON can carry it.
+    name = found.source if roots == 1 else str(found.path)
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def embedded_text(title: str, file_name: str, chunk: Chunk) -> str:
@@ -247,6 +287,9 @@ class Pipeline:
             for found in found_files:
                 seen.add(found.source)
                 display = _display(found, n_roots)
+                if found.problem:
+                    plan.failures.append((found, display, found.problem))
+                    continue
                 if found.format is None:
                     reason = (
                         f"unsupported format '{found.path.suffix or 'no extension'}' "
@@ -317,11 +360,22 @@ class Pipeline:
     # --- execution ---------------------------------------------------------------------------
 
     def run(self, targets: Iterable[Path], prune: bool = True) -> IngestSummary:
+        try:
+            return self._run(targets, prune)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _disk_full(exc):
+                raise _disk_full_error(self.settings) from exc
+            raise
+
+    def _run(self, targets: Iterable[Path], prune: bool) -> IngestSummary:
         started = time.perf_counter()
         summary = IngestSummary()
         targets = list(targets)
         store = self.store
-        with store.write_lock():
+        waiting = Event("waiting")
+        with store.write_lock(on_wait=lambda: self.progress(waiting)):
             store.ensure_collection(self.collection, self.settings.embed_model)
             summary.repaired = {k: v for k, v in store.repair(self.collection).items() if v}
             store.upgrade(self.collection)
@@ -346,7 +400,10 @@ class Pipeline:
                 self._parse_and_embed(fresh, summary)
             finally:
                 summary.seconds = time.perf_counter() - started
-                store.manifest.finish_run(run_id, summary.to_json())
+                try:
+                    store.manifest.finish_run(run_id, summary.to_json())
+                except Exception:
+                    log.debug("could not record the run", exc_info=True)
                 self.progress(Event("done"))
         return summary
 
@@ -391,19 +448,17 @@ class Pipeline:
                 summary.removed += 1
                 self.progress(Event("file", source=record.source, status="removed"))
 
-    def _parse_ahead(self, works: list[_Work], out: queue.Queue, stop: threading.Event) -> None:
-        count = self.embeddings.count_tokens
+    def _parse_ahead(
+        self, works: list[_Work], parser: ParserPool, out: queue.Queue, stop: threading.Event
+    ) -> None:
         for work in works:
             if stop.is_set():
                 break
             try:
-                doc = load(work.found.path, work.found.format or "")
-                chunks = split_document(
-                    doc, count, self.settings.chunk_tokens, self.settings.chunk_overlap_tokens
-                )
-                if not chunks:
-                    raise LoadError("no text found in the file")
-                out.put((work, doc, chunks, None))
+                found = work.found
+                title, chunks = parser.parse(found.path, found.format or "", self.settings)
+                _check_unchanged(work.found)
+                out.put((work, Document(title=title), chunks, None))
             except LoadError as exc:
                 log.debug("cannot load %s", work.found.path, exc_info=True)
                 out.put((work, None, None, str(exc)))
@@ -419,8 +474,13 @@ class Pipeline:
         stop = threading.Event()
         # Load the model before the thread starts so both share one instance.
         _ = self.embeddings
+        files = parser_for(self.settings)
+        files.start()  # from this thread, which outlives the parse thread
         parser = threading.Thread(
-            target=self._parse_ahead, args=(works, parsed, stop), name="kb-parse", daemon=True
+            target=self._parse_ahead,
+            args=(works, files, parsed, stop),
+            name="kb-parse",
+            daemon=True,
         )
         parser.start()
         batch = _EmbeddingBatch(self, summary)
@@ -457,6 +517,10 @@ class Pipeline:
             self.store.commit_file(self.collection, entry, ids)
         except Exception as exc:
             log.debug("failed to index %s", work.found.path, exc_info=True)
+            if _disk_full(exc):
+                # Every later file would fail the same way: stop, leaving this one journalled
+                # for the next run to redo.
+                raise _disk_full_error(self.settings) from exc
             self._fail(work, f"{type(exc).__name__}: {exc}", summary)
             return
         n = len(pending.chunks)

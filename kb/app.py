@@ -27,9 +27,13 @@ from kb.ingest.discover import supported_extensions
 from kb.ingest.pipeline import IngestSummary, Pipeline, ProgressCallback, forget
 from kb.ingest.uploads import (
     INGEST_FAILED,
+    STORE_FAILED,
+    TOO_LARGE,
+    TOO_MANY_FILES,
     UNSAFE_NAME,
     UNSUPPORTED_TYPE,
     UploadedFile,
+    UploadLimits,
     UploadReport,
     handle_uploads,
 )
@@ -43,6 +47,9 @@ from kb.store import Store
 # What shells need beside the facade itself: filters they pass in, results they render.
 __all__ = [
     "INGEST_FAILED",
+    "STORE_FAILED",
+    "TOO_LARGE",
+    "TOO_MANY_FILES",
     "UNSAFE_NAME",
     "UNSUPPORTED_TYPE",
     "IngestSummary",
@@ -177,12 +184,19 @@ class KnowledgeBase:
         collection: str | None = None,
         progress: Callable[[Any], None] | None = None,
     ) -> UploadReport:
-        """Save uploaded (name, bytes) pairs under the uploads folder and ingest them."""
+        """Save uploaded (name, bytes) pairs under the uploads folder and ingest them, within
+        the upload limits of the settings (KB_UPLOAD_MAX_FILES, KB_UPLOAD_MAX_MB)."""
 
         def ingest(paths: list[Path], on_event: Callable[[Any], None]) -> IngestSummary:
             return self.ingest(paths, collection=collection, prune=False, progress=on_event)
 
-        return handle_uploads(self.settings.uploads_dir, files, ingest, progress)
+        s = self.settings
+        limits = UploadLimits(
+            max_files=s.upload_max_files,
+            max_bytes=int(s.upload_max_mb * 2**20),
+            max_file_bytes=int(s.max_file_mb * 2**20),
+        )
+        return handle_uploads(s.uploads_dir, files, ingest, progress, limits)
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 import kb
 from kb.answer.types import Answer, AnswerEvent, Done, Refused, Replace, Sources, Token, label
@@ -142,6 +143,12 @@ def _knowledge_base() -> Iterator[KnowledgeBase]:
         yield knowledge
 
 
+def _one_line(text: str) -> str:
+    """A file name or message as one printable line: control characters (a newline in a file
+    name) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -160,6 +167,9 @@ class _IngestProgress:
         self.started = time.perf_counter()
 
     def __call__(self, event) -> None:
+        if event.kind == "waiting":
+            err.print("waiting for another ingestion of this knowledge base to finish…")
+            return
         if event.kind == "planned":
             self.task = self.progress.add_task(
                 "ingesting",
@@ -178,9 +188,8 @@ class _IngestProgress:
         elif event.kind == "file":
             if event.status == "failed" and err.is_terminal:
                 # Shown as it happens on a terminal; otherwise listed once at the end.
-                self.progress.console.print(
-                    f"[red]failed[/] {event.source}: {event.error}", highlight=False
-                )
+                line = f" {_one_line(event.source)}: {_one_line(event.error)}"
+                self.progress.console.print(Text.assemble(("failed", "red"), line))
             if event.status in ("added", "updated", "renamed", "failed") and event.bytes:
                 fields = self.progress.tasks[0].fields
                 self.progress.update(self.task, advance=event.bytes, files=fields["files"] + 1)
@@ -250,7 +259,11 @@ def ingest(
     else:
         if not err.is_terminal:
             for failure in summary.failed:
-                err.print(f"failed {failure.path}: {failure.error}", highlight=False)
+                err.print(
+                    f"failed {_one_line(failure.path)}: {_one_line(failure.error)}",
+                    highlight=False,
+                    markup=False,
+                )
         if summary.repaired:
             err.print(f"repaired an interrupted ingestion: {summary.repaired}", highlight=False)
         out.print(_summary_table(summary))

@@ -66,6 +66,31 @@ class Settings(BaseSettings):
         24, ge=0, description="Tokens of context repeated between chunks."
     )
     max_file_mb: float = Field(200.0, gt=0, description="Files larger than this are refused.")
+    max_file_chunks: int = Field(
+        10_000,
+        ge=1,
+        description="Files yielding more chunks than this are refused (10,000 chunks take about "
+        "two minutes to embed on two cores).",
+    )
+    parse_timeout_s: float = Field(
+        120.0, gt=0, description="Seconds one file may take to parse and split before it fails."
+    )
+    parse_memory_mb: int = Field(
+        2048,
+        ge=256,
+        description="Memory (MB of address space) parsing one file may take beyond the parser's "
+        "own; a file needing more fails.",
+    )
+    max_unpacked_mb: float = Field(
+        1024.0,
+        gt=0,
+        description="DOCX/PPTX/XLSX files whose ZIP contents would unpack to more than this are "
+        "refused (ZIP bombs).",
+    )
+    upload_max_files: int = Field(50, ge=1, description="Most files accepted in one upload.")
+    upload_max_mb: float = Field(
+        200.0, gt=0, description="Most megabytes accepted in one upload (all its files together)."
+    )
 
     # --- answering ----------------------------------------------------------------------
     llm_model: str = Field(
@@ -97,6 +122,11 @@ class Settings(BaseSettings):
         description="After answering, ask the model whether the sources state its answer; its "
         "doubt joins the learned refusal score (~0.6 s, after the answer streamed; skipped for "
         "the 0.5B model).",
+    )
+    source_guard: bool = Field(
+        True,
+        description="Keep document sentences addressed to an AI (prompt injection) and citation "
+        "markers written in documents out of the prompt, and refuse answers that carry them.",
     )
     min_relevance: float = Field(
         -1.0,

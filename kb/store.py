@@ -17,7 +17,7 @@ import contextlib
 import fcntl
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -413,13 +413,16 @@ class Store:
     # --- exclusive writing -------------------------------------------------------------------
 
     @contextmanager
-    def write_lock(self) -> Iterator[None]:
-        """One writer per knowledge base: a second `kb ingest` waits instead of interleaving."""
+    def write_lock(self, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """One writer per knowledge base: a second `kb ingest` waits instead of interleaving
+        (`on_wait` is told when it has to). Readers never take this lock."""
         path = self.home / "ingest.lock"
         with path.open("a+") as fh:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
                 fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

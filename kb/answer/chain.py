@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -30,6 +30,7 @@ from kb.answer.evidence import (
     select_evidence,
     support,
 )
+from kb.answer.guard import addresses_ai, guarded_source
 from kb.answer.policy import RefusalPolicy
 from kb.answer.subjects import named_subjects, subject_coverage, subject_queries
 from kb.answer.types import (
@@ -270,6 +271,9 @@ class AnswerChain:
             # Comparing, summarising or asking about several subjects needs facts from several
             # places: twice the evidence.
             sentences, budget = 2 * sentences, min(2 * budget, self._budget(turn, cap=False))
+        if self.settings.source_guard:
+            # Same chunks, same order: only what the model may read of them changes.
+            hits = [replace(h, text=guarded_source(h.text)) for h in hits]
         evidence = select_evidence(
             turn.standalone, hits, budget, self.model.count_tokens, max_sentences=sentences
         )
@@ -392,6 +396,8 @@ class AnswerChain:
         body = without_citations(text)
         if not body or prompts.NOT_FOUND[turn.language] in text or _says_not_found(body):
             return "not_in_sources"
+        if self.settings.source_guard and addresses_ai(body):
+            return "unsupported"
         evidence = turn.evidence
         assert evidence is not None
         quoted = [
