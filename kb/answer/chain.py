@@ -162,6 +162,17 @@ class AnswerChain:
         assert final is not None
         return final
 
+    def standalone(self, question: str, history: Sequence[dict] | None = None) -> str:
+        """The question as the chain retrieves it: a follow-up rewritten with its history."""
+        turn = _Turn(
+            question=question,
+            history=[dict(t) for t in history or []],
+            filters=None,
+            started=time.perf_counter(),
+        )
+        self._condense(turn)
+        return turn.standalone
+
     def prompt_for(self, question: str) -> list[BaseMessage]:
         """The messages the model would be sent for `question` (benchmarks time them); empty
         when a gate refuses before the model would run."""
