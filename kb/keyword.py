@@ -53,8 +53,9 @@ class KeywordRow:
 
 
 def keyword_text(text: str, metadata: Mapping[str, Any]) -> str:
-    """What a chunk is found by: its document title, file name and section, then its text
-    (the same context the embedding model sees with every chunk)."""
+    """What a chunk is found by: its document title, file name, the subject and period its
+    document's first page states (kb.ingest.load.document_context) and its section, then its
+    text."""
     title = str(metadata.get("title") or "")
     name = PurePosixPath(str(metadata.get("file_name") or metadata.get("source") or "")).stem
     name = _FILE_WORDS.sub(" ", name)
@@ -62,7 +63,8 @@ def keyword_text(text: str, metadata: Mapping[str, Any]) -> str:
     if section == title or section.startswith(title + " > "):
         section = section[len(title) :].lstrip(" >")
     head = title if not name or name == title else f"{title} {name}"
-    return "\n".join(p for p in (head, section, text) if p)
+    context = str(metadata.get("context") or "")
+    return "\n".join(p for p in (head, context, section, text) if p)
 
 
 def row_for(chunk_id: str, text: str, metadata: Mapping[str, Any]) -> KeywordRow:
@@ -200,7 +202,13 @@ class KeywordIndex:
         self, collection: str, query: str, k: int, filters: SearchFilter | None = None
     ) -> list[tuple[str, float]]:
         """(chunk id, BM25 score) of the best `k` chunks `filters` allows, best first."""
-        terms = query_terms(query)[:_MAX_QUERY_TERMS]
+        return self.search_terms(collection, query_terms(query), k, filters)
+
+    def search_terms(
+        self, collection: str, terms: Sequence[str], k: int, filters: SearchFilter | None = None
+    ) -> list[tuple[str, float]]:
+        """`search` for terms already made (kb.segment.query_terms)."""
+        terms = list(terms)[:_MAX_QUERY_TERMS]
         if not terms or not self.ready(collection):
             return []
         docs, fts = _tables(collection)

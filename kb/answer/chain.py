@@ -267,8 +267,13 @@ class AnswerChain:
     def _prepare(self, turn: _Turn) -> None:
         policy, hits = self.policy, turn.hits
         budget = self._budget(turn)
-        turn.diagnostics = {"relevance": round(hits[0].score, 4) if hits else None}
-        if not hits or hits[0].score < self.min_relevance:
+        # Relevance is the best cosine similarity among the retrieved chunks: with vector
+        # retrieval that is the first hit, as calibrated; with hybrid retrieval the first hit
+        # may be a keyword match of lower similarity, and the gate must not read that as "the
+        # documents are further away".
+        relevance = max((h.score for h in hits), default=None)
+        turn.diagnostics = {"relevance": None if relevance is None else round(relevance, 4)}
+        if relevance is None or relevance < self.min_relevance:
             turn.refusal = "no_relevant_documents"
             return
         covered = subject_coverage(turn.standalone, turn.subjects, hits)

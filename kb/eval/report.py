@@ -87,8 +87,9 @@ def _retrieval_block(records: list[Record], scores: list[dict], ks: Sequence[int
     for k in ks:
         block[f"hit@{k}"] = _mean(s[f"hit@{k}"] for s in scores)
     block[f"mrr@{MRR_K}"] = _mean(s[f"mrr@{MRR_K}"] for s in scores)
-    for k in ks:
-        block[f"ctx@{k}"] = _mean(s.get(f"ctx@{k}") for s in scores)
+    if any("context_rank" in r for r in records):
+        for k in ks:
+            block[f"ctx@{k}"] = _mean(s.get(f"ctx@{k}") for s in scores)
     block["retrieve_ms_p50"] = _pct((r.get("retrieve_ms") for r in records), _P50)
     block["retrieve_ms_p95"] = _pct((r.get("retrieve_ms") for r in records), _P95)
     return block
@@ -197,7 +198,8 @@ _ANSWER_LATENCY_COLUMNS = (
 def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     ks = summary.get("ks") or []
     cols = [("n", "n")] + [(f"hit@{k}", f"hit@{k}") for k in ks] + [(f"mrr@{MRR_K}", "MRR@10")]
-    cols += [(f"ctx@{k}", f"ctx@{k}") for k in ks]
+    if any(f"ctx@{k}" in (summary.get("overall") or {}) for k in ks):
+        cols += [(f"ctx@{k}", f"ctx@{k}") for k in ks]
     answers = bool(summary.get("n_answered"))
     if answers:
         cols += _ANSWER_COLUMNS
