@@ -189,10 +189,8 @@ def replay(cands: list[dict], mode: str, params: dict) -> list[dict]:
         else:
             fused = fusion.fuse([c["vector"][:depth], c["keyword"][:depth]])[: 3 * k]
             asked = language_of(c["query"])
-            as_of = _as_of(c["q"])
-            scored = [
-                (s * prefs.weight(c["query"], hits[i], as_of, asked), hits[i]) for i, s in fused
-            ]
+            hint = prefs.time_hint(c["query"], [hits[i] for i, _ in fused], _as_of(c["q"]))
+            scored = [(s * prefs.weight(hits[i], asked, hint), hits[i]) for i, s in fused]
             scored.sort(key=lambda x: x[0], reverse=True)
             ranked = [h for _, h in scored]
         records.append(_record(c["name"], c["q"], dedupe(ranked)[:k], 0.0, c["query"]))

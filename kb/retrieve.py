@@ -208,33 +208,53 @@ def chunk_years(hit: Hit) -> set[int]:
 
 
 @dataclass(frozen=True)
+class TimeHint:
+    """The years a question prefers, and the year after which documents did not exist yet."""
+
+    years: frozenset[int] = frozenset()
+    until: int | None = None
+
+
+@dataclass(frozen=True)
 class Preferences:
     """Re-weighting of fused candidates by what the question implies.
 
     - Language: a chunk in another language than the question's is weighted by `language`
       (< 1), so a document kept in both languages answers in the asker's, while one that exists
       only in the other language still comes back when nothing else matches.
-    - Time: a question naming a year weights chunks of that year by `time`; a question asked
-      `as_of` a year (or saying "latest") weights chunks of that year up, and chunks dated after
-      it down (they did not exist yet).
+    - Time: chunks of the years a question prefers are weighted by `time` (> 1), chunks dated
+      after the year it was asked in by 1 / `time`. A question naming a year prefers that year;
+      one asked `as_of` a year prefers that year; one asking for the latest ("latest", "最新")
+      prefers the most recent year among the candidates.
     """
 
     language: float = 1.0
     time: float = 1.0
 
-    def weight(self, query: str, hit: Hit, as_of: int | None, asked_lang: str) -> float:
+    def time_hint(self, query: str, hits: Sequence[Hit], as_of: int | None) -> TimeHint:
+        if self.time == 1.0:
+            return TimeHint()
+        named = years_in(query)
+        if named:
+            return TimeHint(frozenset(named))
+        if as_of is not None:
+            return TimeHint(frozenset({as_of}), as_of)
+        if _LATEST.search(query):
+            now = time.localtime().tm_year
+            years = [y for h in hits for y in chunk_years(h) if y <= now]
+            return TimeHint(frozenset({max(years)}) if years else frozenset(), now)
+        return TimeHint()
+
+    def weight(self, hit: Hit, asked_lang: str, hint: TimeHint) -> float:
         weight = 1.0
         if self.language != 1.0 and language_of(hit.text) != asked_lang:
             weight *= self.language
-        if self.time != 1.0:
-            named = years_in(query)
-            target = named or ({as_of} if as_of else set())
-            if target:
-                years = chunk_years(hit)
-                if years & target:
-                    weight *= self.time
-                elif not named and as_of and years and min(years) > as_of:
-                    weight /= self.time
+        if hint.years or hint.until is not None:
+            years = chunk_years(hit)
+            if years & hint.years:
+                weight *= self.time
+            elif hint.until is not None and years and min(years) > hint.until:
+                weight /= self.time
         return weight
 
 
@@ -291,11 +311,9 @@ class HybridRetriever:
             (h.chunk_id, h) for h in self.store.get_chunks(self.collection, missing, vector)
         )
         asked = language_of(query)
-        scored = [
-            (score * self.preferences.weight(query, known[i], as_of, asked), known[i])
-            for i, score in shortlist
-            if i in known
-        ]
+        candidates = [(score, known[i]) for i, score in shortlist if i in known]
+        hint = self.preferences.time_hint(query, [h for _, h in candidates], as_of)
+        scored = [(score * self.preferences.weight(h, asked, hint), h) for score, h in candidates]
         scored.sort(key=lambda item: item[0], reverse=True)
         hits = dedupe([h for _, h in scored])[:k]
         return SearchResult(query, hits, (time.perf_counter() - started) * 1000)

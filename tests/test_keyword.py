@@ -10,7 +10,7 @@ import tests_support
 
 from kb.errors import StoreError
 from kb.filters import SearchFilter
-from kb.retrieve import HybridRetriever, KeywordRetriever, VectorRetriever
+from kb.retrieve import HybridRetriever, KeywordRetriever, Preferences, VectorRetriever
 from kb.segment import index_terms, query_terms
 
 # Catalogue entries alike in everything but their code, holder, figure or Chinese term: what
@@ -233,3 +233,43 @@ def test_repair_restores_keyword_rows_lost_or_left_behind(tmp_path, settings, op
     repaired = store.repair("default")
     assert repaired["keyword_rows"] == 3
     tests_support.assert_consistent(store)
+
+
+def test_time_preference_follows_the_year_named_or_asked_in(tmp_path, settings, open_kb):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for year, places in ((2015, 30), (2016, 40), (2017, 45)):
+        (folder / f"plan-{year}.md").write_text(
+            f"# {year}年艺术类专业招生简章\n\n音乐表演专业计划招生{places}人，报名时间另行通知。\n",
+            encoding="utf-8",
+        )
+    knowledge = open_kb(settings)
+    knowledge.ingest([folder])
+    retriever = HybridRetriever(
+        knowledge.store, knowledge.embeddings, "default", preferences=Preferences(time=1.5)
+    )
+    question = "音乐表演专业计划招生多少人？"
+    assert retriever.search("2016年" + question, 1).hits[0].source == "plan-2016.md"
+    assert retriever.search(question, 1, as_of=2015).hits[0].source == "plan-2015.md"
+    assert retriever.search(question, 1, as_of=2016).hits[0].source == "plan-2016.md"
+    assert retriever.search("最新的" + question, 1).hits[0].source == "plan-2017.md"
+
+
+def test_time_hint_and_weights_by_hand():
+    from kb.store import Hit
+
+    prefs = Preferences(language=0.5, time=2.0)
+
+    def hit(title: str, text: str) -> Hit:
+        return Hit(title, text, {"title": title}, 0.8)
+
+    old, new = hit("2015年简章", "招生30人"), hit("2017年简章", "招生45人")
+    english = hit("Plan", "The plan admits 30 students.")
+    assert prefs.time_hint("2015年招生多少人", [old, new], None).years == {2015}
+    as_of = prefs.time_hint("招生多少人", [old, new], 2016)
+    assert (as_of.years, as_of.until) == ({2016}, 2016)
+    assert prefs.weight(new, "zh", as_of) == 0.5  # dated after the question was asked
+    assert prefs.weight(old, "zh", as_of) == 1.0
+    assert prefs.time_hint("最新招生多少人", [old, new], None).years == {2017}
+    assert prefs.weight(english, "zh", prefs.time_hint("招生多少人", [], None)) == 0.5
+    assert Preferences().time_hint("2015年招生多少人", [old], None).years == frozenset()
