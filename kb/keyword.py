@@ -40,6 +40,12 @@ _SEP = "\x1f"
 _ID_BATCH = 500
 # Terms of a query beyond this add little and cost a posting list each.
 _MAX_QUERY_TERMS = 64
+# Ranking costs FTS5 time for every chunk that matches any term, so a query keeps its rarest
+# terms while their chunks add up to at most this many (always at least its rarest term). A
+# term in thousands of chunks has a small BM25 weight; on the development sets this budget left
+# every set's hit@5 unchanged (bench/results/keyword.md) and it bounds a query's work at any
+# size of index.
+_POSTINGS_BUDGET = 20_000
 _FILE_WORDS = re.compile(r"[_\-.]+")
 
 
@@ -116,8 +122,10 @@ class KeywordIndex:
             f"""
             CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
                 terms, content='{docs}', content_rowid='rowid',
-                tokenize='unicode61 remove_diacritics 0'
+                tokenize="unicode61 remove_diacritics 0 tokenchars '.,'"
             )""",
+            # Document frequencies of terms, read to leave out the commonest terms of a query.
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts}_vocab USING fts5vocab({fts}, 'row')",
             f"""
             CREATE TRIGGER IF NOT EXISTS {fts}_ai AFTER INSERT ON {docs} BEGIN
                 INSERT INTO {fts}(rowid, terms) VALUES (new.rowid, new.terms);
@@ -133,6 +141,7 @@ class KeywordIndex:
     def drop(self, collection: str) -> None:
         """Forget the collection's index (in the caller's transaction)."""
         docs, fts = _tables(collection)
+        self.manifest.run(f"DROP TABLE IF EXISTS {fts}_vocab")
         self.manifest.run(f"DROP TABLE IF EXISTS {fts}")
         self.manifest.run(f"DROP TABLE IF EXISTS {docs}")
         self.manifest.run("DELETE FROM keyword_indexes WHERE collection = ?", (collection,))
@@ -212,19 +221,30 @@ class KeywordIndex:
         if not terms or not self.ready(collection):
             return []
         docs, fts = _tables(collection)
+        terms = self._within_budget(fts, terms)
+        if not terms:
+            return []
+        if filters is None or filters.is_empty:
+            # Ranked inside FTS5 first (its ORDER BY rank LIMIT path), then named.
+            rows = self.manifest.run(
+                f"SELECT d.chunk_id, r.rank FROM (SELECT rowid, rank FROM {fts} WHERE {fts} "
+                f"MATCH ? ORDER BY rank LIMIT ?) r JOIN {docs} d ON d.rowid = r.rowid "
+                "ORDER BY r.rank",
+                [_fts_query(terms), k],
+            )
+            return [(r[0], -float(r[1])) for r in rows]
         where, args = [f"{fts} MATCH ?"], [_fts_query(terms)]
-        if filters is not None and not filters.is_empty:
-            if filters.file_types:
-                where.append(f"d.file_type IN ({','.join('?' * len(filters.file_types))})")
-                args += filters.file_types
-            if filters.sources:
-                where.append(f"d.source IN ({','.join('?' * len(filters.sources))})")
-                args += filters.sources
-            if filters.folders:
-                where.append(
-                    "(" + " OR ".join("instr(d.folders, ?) > 0" for _ in filters.folders) + ")"
-                )
-                args += [_SEP + f + _SEP for f in filters.folders]
+        if filters.file_types:
+            where.append(f"d.file_type IN ({','.join('?' * len(filters.file_types))})")
+            args += filters.file_types
+        if filters.sources:
+            where.append(f"d.source IN ({','.join('?' * len(filters.sources))})")
+            args += filters.sources
+        if filters.folders:
+            where.append(
+                "(" + " OR ".join("instr(d.folders, ?) > 0" for _ in filters.folders) + ")"
+            )
+            args += [_SEP + f + _SEP for f in filters.folders]
         rows = self.manifest.run(
             f"SELECT d.chunk_id, bm25({fts}) AS s FROM {fts} JOIN {docs} d ON d.rowid = {fts}.rowid"
             f" WHERE {' AND '.join(where)} ORDER BY s LIMIT ?",
@@ -232,6 +252,20 @@ class KeywordIndex:
         )
         # FTS5's bm25() is negated so that smaller sorts first; report it the usual way round.
         return [(r[0], -float(r[1])) for r in rows]
+
+    def _within_budget(self, fts: str, terms: list[str]) -> list[str]:
+        """The query's terms that the index holds, rarest first, within the postings budget."""
+        marks = ",".join("?" * len(terms))
+        counts = dict(
+            self.manifest.run(f"SELECT term, doc FROM {fts}_vocab WHERE term IN ({marks})", terms)
+        )
+        kept, total = [], 0
+        for term in sorted(counts, key=counts.get):
+            if kept and total + counts[term] > _POSTINGS_BUDGET:
+                break
+            kept.append(term)
+            total += counts[term]
+        return kept
 
     def size_bytes(self, collection: str) -> int:
         """Bytes the collection's index takes in the database (SQLite's dbstat, when built in)."""

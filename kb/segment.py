@@ -20,7 +20,7 @@ from functools import lru_cache
 from kb.text import CJK_IDEOGRAPHS, EN_STOPWORDS, normalize
 
 # Bumped whenever the terms for a text change, so stored indexes are rebuilt, never mixed.
-TOKENIZER_ID = "jieba-search+snowball-en/1"
+TOKENIZER_ID = "jieba-search+snowball-en/2"
 
 # Runs of Chinese ideographs, or of Latin letters and digits ("3.5" and "1,000" stay one number).
 _RUN = re.compile(f"[{CJK_IDEOGRAPHS}]+|[a-z0-9]+(?:[.,][0-9]+)*")
