@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         description="'hybrid' (keyword and vector search fused), 'vector' or 'keyword' alone.",
     )
     keyword_weight: float = Field(
-        1.0, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
+        1.5, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
     )
     retrieval_candidates: int = Field(
         30, ge=1, le=1000, description="Candidates each index gives hybrid retrieval to fuse."
