@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,8 @@ from kb.errors import StoreError
 from kb.filters import SCHEMA_VERSION, SearchFilter, filter_metadata
 from kb.keyword import KeywordIndex, row_for
 from kb.manifest import FileEntry, FileRecord, Manifest
+
+log = logging.getLogger(__name__)
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _CHROMA_PREFIX = "kb-"
@@ -459,7 +462,23 @@ class Store:
         if not ids:
             return []
         include = ["documents", "metadatas"] + (["embeddings"] if vector is not None else [])
-        got = self._collection(collection).get(ids=list(ids), include=include)
+        col = self._collection(collection)
+        try:
+            got = col.get(ids=list(ids), include=include)
+        except Exception as exc:
+            if vector is None:
+                raise
+            # Chunks another process (a running `kb ingest`) added after this one loaded its
+            # vector index have no vector here yet: keep the chunks whose vectors it has.
+            log.debug("vectors missing for some chunks: %s", exc)
+            got = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
+            for i in ids:
+                try:
+                    one = col.get(ids=[i], include=include)
+                except Exception:  # noqa: BLE001 - as above, one chunk at a time
+                    continue
+                for key in got:
+                    got[key].extend(list(one[key]))
         scores = [0.0] * len(got["ids"])
         if vector is not None and got["ids"]:
             stored = np.asarray(got["embeddings"], dtype=np.float32)
