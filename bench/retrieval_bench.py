@@ -355,7 +355,7 @@ def render_compare(result: dict) -> str:
         for value, block in groups.items():
             cells = [value, str(block["n"])]
             for metric in ("hit@1", "hit@5", "mrr@10", "ctx@5"):
-                cells += [_fmt(modes[m]["groups"][key][value][metric]) for m in modes]
+                cells += [_fmt(modes[m]["groups"][key][value].get(metric)) for m in modes]
             cells.append(f"{block['retrieve_ms_p50']:.0f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
