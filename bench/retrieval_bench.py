@@ -3,8 +3,9 @@
     .venv/bin/python bench/retrieval_bench.py tune    --home KB [--limit 200]
     .venv/bin/python bench/retrieval_bench.py compare --home KB [--limit 200] [--out NAME]
 
-The knowledge base holds the docs of all eight sets of ../shared/eval plus distractors (see
-bench/build_eval_kb.sh); questions come from the development halves (bench/eval_sets.py):
+The knowledge base holds the docs of all eight sets of ../shared/eval plus distractors, built by
+bench/build_eval_kb.sh (the measured one held a subset, see the README); questions come from the
+development halves (bench/eval_sets.py), and only those whose gold documents are indexed count:
 
 tune (calibrate half): asks the vector and keyword indexes once per question for their top 50
   candidates, then replays fusion settings over those candidates offline: the reciprocal rank
@@ -66,8 +67,8 @@ def _indexed_stems(knowledge) -> set[str]:
 
 
 def questions(half: str, limit: int | None, stems: set[str]) -> list[tuple[str, dict]]:
-    """Answerable questions of each set's `half` (a fixed sample of `limit` per set, drawn as
-    bench/build_eval_kb.sh drew them) whose gold documents are all indexed."""
+    """Answerable questions of each set's `half` (a fixed sample of `limit` per set) whose gold
+    documents are all indexed."""
     from kb.eval.metrics import parse_gold_id
 
     out = []
