@@ -3,6 +3,8 @@
     .venv/bin/python bench/answer_bench.py speed
     .venv/bin/python bench/answer_bench.py quality --home KB [--models qwen2.5-1.5b,qwen2.5-0.5b]
                                                    [--span 100] [--stuff 20]
+                                                   [--parts kb,stuff,retrieval]
+                                                   [--retrievals vector,hybrid]
 
 speed (on the sample documents, which it ingests into bench/work/answer-kb):
   * tokens/s of prompt evaluation and generation through kb's model wrapper (LangChain's
@@ -18,6 +20,8 @@ quality (on a knowledge base holding several ../shared/eval sets, e.g. built wit
   rates are also split by how many subjects (companies, people) a question names: one question
   asking about two companies, one of which the documents say nothing about, is a different
   problem from one asking about a single company.
+The "retrieval" part answers the same report sample once per KB_RETRIEVAL mode on the same
+knowledge base, so a retrieval change is judged by the answers users get.
 Results merge into bench/results/answer.json and answer.md; the kb chain's per-question records
 go to bench/results/answer-records-MODEL.json (git-ignored: they quote the evaluation sets).
 """
