@@ -52,6 +52,7 @@ lint: setup
 
 EVAL := ../shared/eval
 ANSWER_KB := bench/work/answer-eval-kb
+EVAL_ALL_KB := bench/work/eval-all
 
 # Long (an hour or more on two cores); each script writes bench/results/ and skips cleanly
 # when ../shared/eval is absent.
@@ -62,6 +63,10 @@ bench: setup
 		$(EVAL)/xquad_en/docs $(EVAL)/xquad_zh/docs $(EVAL)/dragonball_en/docs
 	$(BIN)/python bench/answer_bench.py quality --home $(ANSWER_KB)
 	$(BIN)/python bench/eval_baseline.py
+	$(BIN)/python bench/keyword_bench.py
+	bench/build_eval_kb.sh $(EVAL_ALL_KB)
+	$(BIN)/python bench/retrieval_bench.py tune --home $(EVAL_ALL_KB)
+	$(BIN)/python bench/retrieval_bench.py compare --home $(EVAL_ALL_KB)
 	$(BIN)/python bench/ui_bench.py
 
 # Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at

@@ -3,6 +3,8 @@
     .venv/bin/python bench/answer_bench.py speed
     .venv/bin/python bench/answer_bench.py quality --home KB [--models qwen2.5-1.5b,qwen2.5-0.5b]
                                                    [--span 100] [--stuff 20]
+                                                   [--parts kb,stuff,retrieval]
+                                                   [--retrievals vector,hybrid]
 
 speed (on the sample documents, which it ingests into bench/work/answer-kb):
   * tokens/s of prompt evaluation and generation through kb's model wrapper (LangChain's
@@ -18,6 +20,8 @@ quality (on a knowledge base holding several ../shared/eval sets, e.g. built wit
   rates are also split by how many subjects (companies, people) a question names: one question
   asking about two companies, one of which the documents say nothing about, is a different
   problem from one asking about a single company.
+The "retrieval" part answers the same report sample once per KB_RETRIEVAL mode on the same
+knowledge base, so a retrieval change is judged by the answers users get.
 Results merge into bench/results/answer.json and answer.md; the kb chain's per-question records
 go to bench/results/answer-records-MODEL.json (git-ignored: they quote the evaluation sets).
 """
@@ -387,10 +391,12 @@ def quality(
     stuff: int,
     parts: set[str],
     evidence: list[tuple[int, int]] | None = None,
+    retrievals: list[str] | None = None,
 ) -> dict:
-    """`parts`: "kb" (the report sample), "stuff" (the reference, on a smaller sample) and
+    """`parts`: "kb" (the report sample), "stuff" (the reference, on a smaller sample),
     "kb-on-stuff-sample" (kb on the reference's sample, once per (context tokens, sentences)
-    in `evidence`, so the two chains are compared on the same questions)."""
+    in `evidence`, so the two chains are compared on the same questions) and "retrieval" (kb
+    on the report sample once per KB_RETRIEVAL mode in `retrievals`, same knowledge base)."""
     from kb.config import Settings
 
     # Merge into earlier results, so the kb chain and the slow reference can run separately.
@@ -416,6 +422,14 @@ def quality(
             )
             out["stuff"][model] = _score(run_stuff_chain(settings, stuff_questions))
             _save("quality", out)
+        if "retrieval" in parts:
+            by_mode = out.setdefault("by_retrieval", {})
+            for mode in retrievals or ["vector", "hybrid"]:
+                label = f"{model}, {mode} retrieval"
+                print(f"kb chain, {label}: {len(questions)} questions", file=sys.stderr)
+                records = run_kb_chain(settings.model_copy(update={"retrieval": mode}), questions)
+                by_mode[label] = _score(records)
+                _save("quality", out)
         if stuff and "kb-on-stuff-sample" in parts:
             same = out.setdefault("kb_on_stuff_sample", {})
             for tokens, sentences in evidence or [
@@ -478,6 +492,7 @@ def render(results: dict) -> str:
             "kb": "kb",
             "stuff": "stuff (LangChain)",
             "kb_on_stuff_sample": "kb, stuff's sample",
+            "by_retrieval": "kb",
         }
         for kind, name in names.items():
             for model, s in q.get(kind, {}).items():
@@ -531,7 +546,12 @@ def main() -> None:
     )
     qp.add_argument("--stuff", type=int, default=20, help="stuff-chain questions per group")
     qp.add_argument(
-        "--parts", default="kb,stuff", help="comma-separated: kb, stuff, kb-on-stuff-sample"
+        "--parts",
+        default="kb,stuff",
+        help="comma-separated: kb, stuff, kb-on-stuff-sample, retrieval",
+    )
+    qp.add_argument(
+        "--retrievals", default="vector,hybrid", help="for retrieval: KB_RETRIEVAL modes"
     )
     qp.add_argument(
         "--evidence",
@@ -554,6 +574,7 @@ def main() -> None:
                 args.stuff,
                 set(args.parts.split(",")),
                 [tuple(int(x) for x in pair.split(":")) for pair in args.evidence.split(",")],
+                args.retrievals.split(","),
             ),
         )
     print(render(results))

@@ -42,6 +42,10 @@ class Block:
 class Document:
     title: str
     blocks: list[Block] = field(default_factory=list)
+    # Who and when the whole document is about, when its first page says so and its pages do
+    # not ("Best Buy Co., Inc. 10-K, fiscal year ended January 28, 2023"): kept with every
+    # chunk for keyword search.
+    context: str = ""
 
     @property
     def char_count(self) -> int:
@@ -460,4 +464,44 @@ def load(path: Path, fmt: str, max_unpacked_bytes: int | None = None) -> Documen
         raise LoadError("no text found in the file")
     if not doc.title:
         doc.title = path.stem
+    if not doc.context:
+        doc.context = document_context(doc)
     return doc
+
+
+# A filing's cover page: the registrant's name sits above this phrase, the period in a line
+# like "For the fiscal year ended December 31, 2018"; the same shape serves annual and
+# quarterly reports, current reports and their exhibits.
+_REGISTRANT = re.compile(r"\(exact name of (?:the )?registrant", re.IGNORECASE)
+_PERIOD = re.compile(
+    r"(fiscal year|quarterly period|year|period|quarter)\s+ended\s+"
+    r"([A-Z][a-z]+\.?\s+\d{1,2}\s*,\s*\d{4})",
+    re.IGNORECASE,
+)
+_NAME_BREAK = re.compile(r"\n|_{3,}|number:?\s*[\d-]+", re.IGNORECASE)
+_FORM = re.compile(r"\bFORM\s+(10-K|10-Q|8-K|20-F|6-K|S-1)\b", re.IGNORECASE)
+_REPORT_DATE = re.compile(r"date of report[^:]*:\s*([A-Z][a-z]+\.?\s+\d{1,2}\s*,\s*\d{4})", re.I)
+
+
+def document_context(doc: Document, pages: int = 2) -> str:
+    """The subject and period a document's first pages state, for chunks that do not name
+    them: a filing's registrant, form and period. Empty when the first pages hold none."""
+    first = [b.text for b in doc.blocks if b.page is not None and b.page <= pages]
+    if not first:
+        return ""
+    text = "\n".join(first)
+    registrant = _REGISTRANT.search(text)
+    name = ""
+    if registrant is not None:
+        # Reflowed cover pages run the name into what precedes it: cut at line breaks, rules
+        # ("____") and the commission file number, and keep the last piece.
+        pieces = _NAME_BREAK.split(text[: registrant.start()])
+        name = next((p.strip() for p in reversed(pieces) if p and p.strip()), "")[-80:]
+    form = _FORM.search(text)
+    period = _PERIOD.search(text)
+    when = f"{period.group(1)} ended {period.group(2)}" if period else ""
+    if not when and (reported := _REPORT_DATE.search(text)):
+        when = f"report dated {reported.group(1)}"
+    if not (form and when):
+        return ""
+    return ", ".join(x for x in (name, form.group(1).upper(), when) if x)

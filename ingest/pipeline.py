@@ -549,6 +549,8 @@ class Pipeline:
         }
         if chunk.page is not None:
             meta["page"] = int(chunk.page)
+        if doc.context:
+            meta["context"] = doc.context
         return meta
 
 

@@ -40,7 +40,16 @@ from kb.ingest.uploads import (
 from kb.models.cache import ModelCache
 from kb.models.embeddings import KbEmbeddings
 from kb.models.llm import ChatModel
-from kb.retrieve import LangChainRetriever, Retriever, SearchResult, VectorRetriever
+from kb.retrieve import (
+    HybridRetriever,
+    KeywordRetriever,
+    LangChainRetriever,
+    Preferences,
+    ReciprocalRankFusion,
+    Retriever,
+    SearchResult,
+    VectorRetriever,
+)
 from kb.status import knowledge_base_status
 from kb.store import Store
 
@@ -139,7 +148,24 @@ class KnowledgeBase:
                 f"the knowledge base at {store.where()} has no documents in collection {name!r}: "
                 "run `kb ingest PATH` first"
             )
-        return VectorRetriever(store, self.embeddings, name)
+        mode = self.settings.retrieval
+        if mode != "vector" and not store.keywords.ready(name):
+            raise StoreError(
+                f"collection {name!r} has no keyword index yet: run `kb ingest` once to build it "
+                "(nothing is re-embedded), or set KB_RETRIEVAL=vector"
+            )
+        if mode == "vector":
+            return VectorRetriever(store, self.embeddings, name)
+        if mode == "keyword":
+            return KeywordRetriever(store, name, self.embeddings)
+        return HybridRetriever(
+            store,
+            self.embeddings,
+            name,
+            fusion=ReciprocalRankFusion(weights=(1.0, self.settings.keyword_weight)),
+            preferences=Preferences(),
+            candidates=self.settings.retrieval_candidates,
+        )
 
     def chain(self, collection: str | None = None) -> AnswerChain:
         """The answering chain over `collection` (built once, then reused)."""
@@ -210,9 +236,20 @@ class KnowledgeBase:
         k: int | None = None,
         collection: str | None = None,
         filters: SearchFilter | None = None,
+        as_of: int | None = None,
     ) -> SearchResult:
-        """The chunks that best match `query`, with scores; no chat model is loaded."""
-        return self.retriever(collection).search(query, k or self.settings.top_k, filters)
+        """The chunks that best match `query`, with scores; no chat model is loaded.
+        `as_of`: the year the question is asked in, when not this one."""
+        return self.retriever(collection).search(
+            query, k or self.settings.top_k, filters, as_of=as_of
+        )
+
+    def standalone_question(
+        self, question: str, history: Sequence[dict] | None = None, collection: str | None = None
+    ) -> str:
+        """`question` as the answering chain retrieves it: with a conversation `history`
+        ({"role", "content"} turns), rewritten by the chat model into a standalone question."""
+        return self.chain(collection).standalone(question, history)
 
     def stream(
         self,

@@ -576,6 +576,14 @@ def evaluate(
         list[Path] | None,
         typer.Option("--compare", help="Compare two summary.json files (give it twice)."),
     ] = None,
+    rewrite: Annotated[
+        bool,
+        typer.Option(
+            "--rewrite/--no-rewrite",
+            help="Rewrite follow-ups with their history by the chat model, as answering does "
+            "(--no-rewrite joins them to the earlier questions; no chat model is loaded).",
+        ),
+    ] = True,
     collection: CollectionOpt = None,
 ) -> None:
     """Measure retrieval (and answers) on question sets; writes JSON, Markdown and a chart."""
@@ -603,6 +611,7 @@ def evaluate(
             ingest_docs=ingest_docs,
             distractors=list(distractors or []),
             collection=collection,
+            rewrite=rewrite,
         )
         destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
         progress = Progress(

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     seed: int = Field(42, description="Sampling seed, for repeatable answers.")
     max_answer_tokens: int = Field(160, ge=16, description="Most tokens an answer may generate.")
     top_k: int = Field(5, ge=1, le=100, description="Chunks retrieved per question.")
+    retrieval: Literal["hybrid", "vector", "keyword"] = Field(
+        "hybrid",
+        description="'hybrid' (keyword and vector search fused), 'vector' or 'keyword' alone.",
+    )
+    keyword_weight: float = Field(
+        1.5, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
+    )
+    retrieval_candidates: int = Field(
+        30, ge=1, le=1000, description="Candidates each index gives hybrid retrieval to fuse."
+    )
     context_tokens: int = Field(
         200, ge=32, description="Token budget for source text in the prompt (model tokens)."
     )

@@ -131,6 +131,19 @@ class Manifest:
             self._last_rowid = cursor.lastrowid
             return rows
 
+    def run(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        """One statement on the manifest's connection (other store-layer indexes that live in
+        this database, such as the keyword index, write through here to share transactions)."""
+        return self._run(sql, args)
+
+    def executemany(self, sql: str, rows: Iterable[tuple]) -> None:
+        with self._lock:
+            self._db.executemany(sql, rows)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         with self._lock:

@@ -7,14 +7,21 @@ Chroma and the manifest are kept in step:
 
 A crash anywhere leaves a journalled (incomplete) row; `repair()` deletes every chunk that row
 names and forgets it, so the next ingestion adds the file again. Nothing else writes to Chroma,
-and no caller ever holds a Chroma collection: every index of chunks (Chroma today, a keyword
-index beside it) is written here, under the same journal, so they stay in step.
+and no caller ever holds a Chroma collection: every index of chunks is written here, under the
+same journal, so they stay in step.
+
+The keyword index (kb.keyword, SQLite FTS5) lives in the manifest's database, so its writes
+share the manifest's transactions: a file's old keyword rows go in the transaction that
+journals the new version, its new rows are added in one transaction right after its vectors,
+and a removal deletes them in the transaction that forgets the file. `repair()` reconciles it
+with Chroma and the manifest like the vectors themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +35,10 @@ import numpy as np
 from kb.config import Settings
 from kb.errors import StoreError
 from kb.filters import SCHEMA_VERSION, SearchFilter, filter_metadata
+from kb.keyword import KeywordIndex, row_for
 from kb.manifest import FileEntry, FileRecord, Manifest
+
+log = logging.getLogger(__name__)
 
 _COLLECTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _CHROMA_PREFIX = "kb-"
@@ -76,6 +86,7 @@ class Store:
         self.home = settings.home
         self.home.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(settings.manifest_path)
+        self.keywords = KeywordIndex(self.manifest)
         self._client = None
         self._collections: dict[str, Any] = {}
 
@@ -191,6 +202,8 @@ class Store:
             self.client.delete_collection(_CHROMA_PREFIX + validate_collection(name))
         self._collections.pop(name, None)
         self.manifest.drop_collection(name)
+        with self.manifest.transaction():
+            self.keywords.drop(name)
 
     # --- writing a file's chunks -------------------------------------------------------------
 
@@ -223,12 +236,12 @@ class Store:
     def begin_file(self, collection: str, entry: FileEntry, new_ids: Sequence[str]) -> None:
         """Journal `new_ids` for `entry` and delete the chunks of its previous version."""
         col = self._collection(collection)
+        previous = self.manifest.files(collection, entry.root).get((entry.root, entry.source))
+        old = [i for i in previous.chunk_ids if i not in set(new_ids)] if previous else []
         with self.manifest.transaction():
             self.manifest.begin_file(collection, entry, new_ids)
-        previous = self.manifest.files(collection, entry.root).get((entry.root, entry.source))
-        if previous and previous.chunk_ids:
-            keep = set(new_ids)
-            self._delete(col, [i for i in previous.chunk_ids if i not in keep])
+            self.keywords.delete(collection, old)
+        self._delete(col, old)
 
     def add_chunks(
         self,
@@ -239,6 +252,19 @@ class Store:
         metadatas: Sequence[dict],
     ) -> None:
         self._add(self._collection(collection), ids, vectors, texts, metadatas)
+        self._add_keywords(collection, ids, texts, metadatas)
+
+    def _add_keywords(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        metadatas: Sequence[dict],
+    ) -> None:
+        # Segmenting runs before the transaction: the manifest stays locked only for the writes.
+        rows = [row_for(i, t, m) for i, t, m in zip(ids, texts, metadatas, strict=True)]
+        with self.manifest.transaction():
+            self.keywords.add(collection, rows)
 
     def commit_file(self, collection: str, entry: FileEntry, ids: Sequence[str]) -> None:
         with self.manifest.transaction():
@@ -272,6 +298,7 @@ class Store:
         self.begin_file(collection, entry, new_ids)
         if new_ids:
             self._add(col, new_ids, np.asarray(vectors, dtype=np.float32), texts, metadatas)
+            self._add_keywords(collection, new_ids, texts, metadatas)
         self.commit_file(collection, entry, new_ids)
         return len(new_ids)
 
@@ -290,22 +317,31 @@ class Store:
         self._delete(col, ids)
         with self.manifest.transaction():
             self.manifest.remove_file(collection, record.root, record.source)
+            self.keywords.delete(collection, ids)
         return len(record.chunk_ids)
 
     # --- consistency -------------------------------------------------------------------------
 
     def repair(self, collection: str) -> dict[str, int]:
-        """Undo interrupted writes and drop chunks no manifest row owns.
+        """Undo interrupted writes, drop chunks no manifest row owns, and bring the keyword
+        index to exactly the chunks the manifest owns.
 
-        Cheap when nothing is wrong: one count compared with the manifest's total.
+        Cheap when nothing is wrong: two counts compared with the manifest's total.
         """
         col = self._collection(collection)
-        repaired = {"incomplete_files": 0, "orphan_chunks": 0, "files_missing_chunks": 0}
+        repaired = {
+            "incomplete_files": 0,
+            "orphan_chunks": 0,
+            "files_missing_chunks": 0,
+            "keyword_rows": 0,
+        }
         for record in self.manifest.incomplete(collection):
             self.remove_file(collection, record)
             repaired["incomplete_files"] += 1
         _, expected = self.manifest.stats(collection)
-        if col.count() == expected:
+        keywords_ready = self.keywords.ready(collection)
+        keywords_agree = not keywords_ready or self.keywords.count(collection) == expected
+        if col.count() == expected and keywords_agree:
             return repaired
         present: set[str] = set()
         offset = 0
@@ -326,25 +362,63 @@ class Store:
         orphans = sorted(present - owned)
         self._delete(col, orphans)
         repaired["orphan_chunks"] = len(orphans)
+        if keywords_ready:
+            indexed = self.keywords.ids(collection)
+            extra, missing = sorted(indexed - owned), sorted(owned - indexed)
+            with self.manifest.transaction():
+                self.keywords.delete(collection, extra)
+            self._index_from_chroma(collection, missing)
+            repaired["keyword_rows"] = len(extra) + len(missing)
         return repaired
 
+    def _index_from_chroma(self, collection: str, ids: Sequence[str]) -> None:
+        """Keyword rows for chunks already in Chroma (repair, rebuild): nothing is embedded."""
+        for start in range(0, len(ids), _WRITE_BATCH):
+            hits = self.get_chunks(collection, ids[start : start + _WRITE_BATCH])
+            self._add_keywords(
+                collection,
+                [h.chunk_id for h in hits],
+                [h.text for h in hits],
+                [h.metadata for h in hits],
+            )
+
     def upgrade(self, collection: str) -> int:
-        """Bring chunks written by an older kb up to the current metadata schema (the fields
-        filters read), without re-embedding anything. Returns the number of chunks updated."""
+        """Bring a collection written by an older kb up to date without re-embedding anything:
+        the metadata fields filters read, and the keyword index (built from the stored chunk
+        texts when missing or made with another tokenizer). Returns the chunks updated."""
         col = self._collection(collection)
-        if int((col.metadata or {}).get("kb_schema", 1)) >= SCHEMA_VERSION:
-            return 0
         updated = 0
-        for batch in self._pages(col):
-            ids = [h.chunk_id for h in batch]
-            metadatas = [{**h.metadata, **filter_metadata(h.source)} for h in batch]
-            for start in range(0, len(ids), _WRITE_BATCH):
-                end = start + _WRITE_BATCH
-                col.update(ids=ids[start:end], metadatas=metadatas[start:end])
-            updated += len(ids)
-        col.modify(metadata={**(col.metadata or {}), "kb_schema": SCHEMA_VERSION})
-        self._collections.pop(collection, None)
+        if int((col.metadata or {}).get("kb_schema", 1)) < SCHEMA_VERSION:
+            for batch in self._pages(col):
+                ids = [h.chunk_id for h in batch]
+                metadatas = [{**h.metadata, **filter_metadata(h.source)} for h in batch]
+                for start in range(0, len(ids), _WRITE_BATCH):
+                    end = start + _WRITE_BATCH
+                    col.update(ids=ids[start:end], metadatas=metadatas[start:end])
+                updated += len(ids)
+            col.modify(metadata={**(col.metadata or {}), "kb_schema": SCHEMA_VERSION})
+            self._collections.pop(collection, None)
+        if not self.keywords.ready(collection):
+            updated = max(updated, self.rebuild_keywords(collection))
         return updated
+
+    def rebuild_keywords(self, collection: str) -> int:
+        """Build the collection's keyword index afresh from the chunk texts in Chroma.
+
+        Interrupted, it leaves an index that `repair()` completes (its count falls short)."""
+        col = self._collection(collection)
+        with self.manifest.transaction():
+            self.keywords.reset(collection)
+        done = 0
+        for batch in self._pages(col):
+            self._add_keywords(
+                collection,
+                [h.chunk_id for h in batch],
+                [h.text for h in batch],
+                [h.metadata for h in batch],
+            )
+            done += len(batch)
+        return done
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -380,13 +454,42 @@ class Store:
             )
         ]
 
-    def get_chunks(self, collection: str, ids: Sequence[str]) -> list[Hit]:
+    def get_chunks(
+        self, collection: str, ids: Sequence[str], vector: np.ndarray | None = None
+    ) -> list[Hit]:
+        """The chunks `ids` (those that exist, in that order); with `vector`, each scored by its
+        cosine similarity to it, the score a vector search would have given."""
         if not ids:
             return []
-        got = self._collection(collection).get(ids=list(ids), include=["documents", "metadatas"])
+        include = ["documents", "metadatas"] + (["embeddings"] if vector is not None else [])
+        col = self._collection(collection)
+        try:
+            got = col.get(ids=list(ids), include=include)
+        except Exception as exc:
+            if vector is None:
+                raise
+            # Chunks another process (a running `kb ingest`) added after this one loaded its
+            # vector index have no vector here yet: keep the chunks whose vectors it has.
+            log.debug("vectors missing for some chunks: %s", exc)
+            got = {"ids": [], "embeddings": [], "documents": [], "metadatas": []}
+            for i in ids:
+                try:
+                    one = col.get(ids=[i], include=include)
+                except Exception:  # noqa: BLE001 - as above, one chunk at a time
+                    continue
+                for key in got:
+                    got[key].extend(list(one[key]))
+        scores = [0.0] * len(got["ids"])
+        if vector is not None and got["ids"]:
+            stored = np.asarray(got["embeddings"], dtype=np.float32)
+            query = np.asarray(vector, dtype=np.float32).reshape(-1)
+            norms = np.linalg.norm(stored, axis=1) * (np.linalg.norm(query) or 1.0)
+            scores = (stored @ query / np.where(norms == 0, 1.0, norms)).tolist()
         found = {
-            i: Hit(i, d or "", m or {}, 0.0)
-            for i, d, m in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+            i: Hit(i, d or "", m or {}, float(s))
+            for i, d, m, s in zip(
+                got["ids"], got["documents"], got["metadatas"], scores, strict=True
+            )
         }
         return [found[i] for i in ids if i in found]
 

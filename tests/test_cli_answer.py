@@ -27,8 +27,9 @@ def test_search_json_contract(kb_env):
     for rank, item in enumerate(data["results"], start=1):
         assert set(item) == SEARCH_KEYS and item["rank"] == rank
     assert data["results"][0]["source"] == "en/travel-expense-policy.docx"
-    scores = [r["score"] for r in data["results"]]
-    assert scores == sorted(scores, reverse=True)
+    # Ranks follow the fused keyword and vector ranking; each score is the chunk's cosine
+    # similarity to the query.
+    assert all(-1.0 <= r["score"] <= 1.0 for r in data["results"])
 
 
 def test_search_pages_are_one_based(kb_env):

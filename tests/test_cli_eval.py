@@ -99,3 +99,34 @@ def test_eval_names_a_malformed_question_file(tmp_path, sample_kb):
     result = run_kb("eval", str(qa), env={"KB_HOME": str(sample_kb)})
     assert result.returncode != 0
     assert "bad.jsonl:2" in result.stderr
+
+
+def test_eval_rewrites_follow_ups_and_reports_answer_in_context(sample_kb, tmp_path):
+    """A follow-up is retrieved as the chain asks it (rewritten with its history, here in the
+    {question, answers} shape public sets use), and ctx@k counts chunks holding the answer."""
+    follow_up = {
+        "question": "And how many days do managers get?",
+        "history": [
+            {
+                "question": "What does the employee handbook say about annual leave?",
+                "answers": ["Employees get annual leave every year."],
+            },
+        ],
+        "answers": ["20 days"],
+        "gold_ids": ["employee-handbook"],
+        "type": "conversation",
+    }
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps(follow_up) + "\n")
+    out = tmp_path / "report"
+    result = run_kb(
+        "eval", str(qa), "--k", "1,5", "--out", str(out), env={"KB_HOME": str(sample_kb)}
+    )
+    assert result.returncode == 0, result.stderr
+    record = json.loads((out / "records.jsonl").read_text(encoding="utf-8"))
+    assert record["standalone_question"] != follow_up["question"]
+    assert "leave" in record["standalone_question"].lower()
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["overall"]["hit@5"] == 1.0 and summary["overall"]["ctx@5"] == 1.0
+    assert summary["meta"]["follow_ups"] == "rewritten by the chat model"
+    assert "ctx@5" in (out / "report.md").read_text(encoding="utf-8")

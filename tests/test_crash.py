@@ -110,8 +110,8 @@ DRIVER = textwrap.dedent("""
 
     def die_on_nth(self, *args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == nth and step == "commit_file":
-            os.kill(os.getpid(), signal.SIGKILL)  # vectors written, manifest not yet committed
+        if calls["n"] == nth and step in ("commit_file", "_add_keywords"):
+            os.kill(os.getpid(), signal.SIGKILL)  # just before this step's writes
         result = original(self, *args, **kwargs)
         if calls["n"] == nth:
             os.kill(os.getpid(), signal.SIGKILL)  # right after this step completed
@@ -129,6 +129,7 @@ DRIVER = textwrap.dedent("""
     [
         ("begin_file", 2),  # journal written and old chunks deleted, nothing new written
         ("add_chunks", 5),  # vectors in Chroma, manifest row still pending
+        ("_add_keywords", 4),  # vectors in Chroma, keyword rows not yet written
         ("commit_file", 9),  # killed just before the commit
         ("repair", 1),  # the next run's own repair interrupted too
     ],

@@ -170,3 +170,24 @@ def test_percentile_by_hand_and_against_numpy() -> None:
     values = [rng.uniform(0, 1000) for _ in range(37)]
     for q in (0, 10, 50, 95, 100):
         assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_context_rank_finds_the_first_chunk_holding_a_short_answer() -> None:
+    from kb.eval.metrics import context_rank
+
+    texts = ["The plant opened in 1998.", "Its budget is 4,172,305 euros.", "预算为四百万欧元。"]
+    assert context_rank(texts, ["4,172,305"]) == 2
+    assert context_rank(texts, ["1998"]) == 1
+    assert context_rank(texts, ["2001"]) is None
+    # Every part of an answer set must be in one chunk.
+    assert context_rank(texts, [], [["budget", "euros"]]) == 2
+    assert context_rank(texts, [], [["1998", "euros"]]) is None
+
+
+def test_long_free_form_answers_are_not_looked_for_in_context() -> None:
+    from kb.eval.metrics import SHORT_ANSWER_CHARS, context_rank, short_answers
+
+    long_answer = "x" * (SHORT_ANSWER_CHARS + 1)
+    assert short_answers([long_answer]) == ([], [])
+    assert context_rank([long_answer], [long_answer]) is None
+    assert short_answers(["  ", "Paris"]) == (["paris"], [])

@@ -276,3 +276,15 @@ def test_compare_summaries_loaded_from_disk(tmp_path: Path) -> None:
     assert by_key[("set=A", "mrr@10")]["delta"] == pytest.approx(0.25)
     assert by_key[("set=B", "hit@1")]["delta"] == 0.0
     assert ("meta", "title") not in by_key
+
+
+def test_answer_in_context_counts_only_questions_with_a_short_answer() -> None:
+    records = [
+        {**_record("q1", "A", "zh", None, ["d1"], [_src("d9")], 5.0), "context_rank": 1},
+        {**_record("q2", "A", "zh", None, ["d1"], [_src("d1")], 5.0), "context_rank": None},
+        # no short answer: the runner sets no context rank, and ctx@k skips the question
+        _record("q3", "A", "zh", None, ["d1"], [_src("d1")], 5.0),
+    ]
+    s = summarize(records, ks=(1, 5))
+    assert s["overall"]["ctx@1"] == 0.5 and s["overall"]["ctx@5"] == 0.5
+    assert abs(s["overall"]["hit@1"] - 2 / 3) < 1e-3

@@ -15,9 +15,21 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"kb": ROOT / "kb", "kb.ingest": ROOT / "ingest", "kb.ui": ROOT / "ui"}
 
 LAYERS: list[tuple[str, list[str]]] = [
-    ("core", ["kb", "kb.config", "kb.errors", "kb.text", "kb.offline", "kb.jsonl", "kb.filters"]),
+    (
+        "core",
+        [
+            "kb",
+            "kb.config",
+            "kb.errors",
+            "kb.text",
+            "kb.segment",
+            "kb.offline",
+            "kb.jsonl",
+            "kb.filters",
+        ],
+    ),
     ("models", ["kb.models"]),
-    ("store", ["kb.manifest", "kb.store"]),
+    ("store", ["kb.manifest", "kb.keyword", "kb.store"]),
     ("retrieve", ["kb.retrieve"]),
     ("ingest", ["kb.ingest"]),
     ("answer", ["kb.answer"]),

@@ -108,3 +108,20 @@ def test_reflow_joins_chinese_without_spaces():
         reflow(page) == "年假：员工每年享有十五天带薪年假，经理每年享有二十天年假，"
         "年假按月累计，入职当年按比例折算。"
     )
+
+
+def test_document_context_names_the_registrant_and_period_of_a_filing_cover():
+    from kb.ingest.load import Block, Document, document_context
+
+    cover = (
+        "UNITED STATES SECURITIES AND EXCHANGE COMMISSION FORM 10-K ANNUAL REPORT For the "
+        "fiscal year ended January 28, 2023 Commission file number 1-9595 ________\n"
+        "NORTHWIND TRADERS, INC.\n(Exact name of registrant as specified in its charter)"
+    )
+    doc = Document("0000764478-23-000006", [Block(cover, page=1), Block("Revenue rose.", page=40)])
+    assert document_context(doc) == (
+        "NORTHWIND TRADERS, INC., 10-K, fiscal year ended January 28, 2023"
+    )
+    # Ordinary documents state no such thing: nothing is added to their chunks.
+    memo = Document("Memo", [Block("The canteen opens at eight.", page=1)])
+    assert document_context(memo) == ""

@@ -5,7 +5,8 @@ from pathlib import Path
 
 
 def assert_consistent(store, collection: str = "default") -> None:
-    """Chroma and the manifest agree: nothing half-written, no orphan or duplicate chunk."""
+    """Chroma, the keyword index and the manifest agree: nothing half-written, no orphan or
+    duplicate chunk, every chunk findable by keyword under its current file."""
     records = store.manifest.files(collection)
     assert all(r.complete for r in records.values()), "a file is recorded as still in flight"
     owned = [i for r in records.values() for i in r.chunk_ids]
@@ -15,6 +16,10 @@ def assert_consistent(store, collection: str = "default") -> None:
     assert present == set(owned), "orphan chunks, or files whose chunks are missing"
     positions = Counter((h.source, h.metadata["position"]) for h in hits)
     assert max(positions.values(), default=1) == 1, "a chunk is stored twice"
+    assert store.keywords.ready(collection), "the keyword index was never built"
+    keyword_sources = store.keywords.sources(collection)
+    assert set(keyword_sources) == present, "keyword index out of step with the vector store"
+    assert keyword_sources == {h.chunk_id: h.source for h in hits}, "keyword row of another file"
 
 
 def assert_consistent_home(home: Path, expected_files: int) -> None:

@@ -163,6 +163,17 @@ class AnswerChain:
         assert final is not None
         return final
 
+    def standalone(self, question: str, history: Sequence[dict] | None = None) -> str:
+        """The question as the chain retrieves it: a follow-up rewritten with its history."""
+        turn = _Turn(
+            question=question,
+            history=[dict(t) for t in history or []],
+            filters=None,
+            started=time.perf_counter(),
+        )
+        self._condense(turn)
+        return turn.standalone
+
     def prompt_for(self, question: str) -> list[BaseMessage]:
         """The messages the model would be sent for `question` (benchmarks time them); empty
         when a gate refuses before the model would run."""
@@ -257,8 +268,13 @@ class AnswerChain:
     def _prepare(self, turn: _Turn) -> None:
         policy, hits = self.policy, turn.hits
         budget = self._budget(turn)
-        turn.diagnostics = {"relevance": round(hits[0].score, 4) if hits else None}
-        if not hits or hits[0].score < self.min_relevance:
+        # Relevance is the best cosine similarity among the retrieved chunks: with vector
+        # retrieval that is the first hit, as calibrated; with hybrid retrieval the first hit
+        # may be a keyword match of lower similarity, and the gate must not read that as "the
+        # documents are further away".
+        relevance = max((h.score for h in hits), default=None)
+        turn.diagnostics = {"relevance": None if relevance is None else round(relevance, 4)}
+        if relevance is None or relevance < self.min_relevance:
             turn.refusal = "no_relevant_documents"
             return
         covered = subject_coverage(turn.standalone, turn.subjects, hits)

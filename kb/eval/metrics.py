@@ -171,3 +171,36 @@ def percentile(values: Iterable[float | None], q: float) -> float | None:
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
     return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+# A gold answer longer than this is a reference answer written in free form, not a span a
+# passage would contain word for word; answer-in-context ignores it (DPR's top-k accuracy
+# counts short answers only).
+SHORT_ANSWER_CHARS = 40
+
+
+def short_answers(
+    answers: Sequence[str], answer_sets: Sequence[Sequence[str]] | None = None
+) -> tuple[list[str], list[list[str]]]:
+    """The normalised answers, and answer sets (every part required), short enough to look for
+    in a passage; both empty when the question has none."""
+    singles = [a for a in (normalize_text(x) for x in answers) if 0 < len(a) <= SHORT_ANSWER_CHARS]
+    sets = []
+    for parts in answer_sets or ():
+        normed = [normalize_text(p) for p in parts]
+        if normed and all(0 < len(p) <= SHORT_ANSWER_CHARS for p in normed):
+            sets.append(normed)
+    return singles, sets
+
+
+def context_rank(
+    texts: Sequence[str], answers: Sequence[str], answer_sets: Sequence[Sequence[str]] | None = None
+) -> int | None:
+    """1-based rank of the first retrieved text that contains a short gold answer (or every
+    part of a short answer set), or None."""
+    singles, sets = short_answers(answers, answer_sets)
+    for rank, text in enumerate(texts, start=1):
+        passage = normalize_text(text)
+        if any(a in passage for a in singles) or any(all(p in passage for p in s) for s in sets):
+            return rank
+    return None

@@ -38,6 +38,12 @@ def score_record(record: Record, ks: Sequence[int] = (1, 5, 10)) -> dict[str, An
     for k in ks:
         scores[f"hit@{k}"] = (rank is not None and rank <= k) if gold else None
     scores[f"mrr@{MRR_K}"] = metrics.reciprocal_rank(retrieved, gold, MRR_K) if gold else None
+    # Answer in context: a retrieved chunk holds a short gold answer (set by the runner, only
+    # for questions that have one); it counts passages stored under other ids too.
+    scorable = "context_rank" in record and not record.get("unanswerable")
+    context = record.get("context_rank")
+    for k in ks:
+        scores[f"ctx@{k}"] = (context is not None and context <= k) if scorable else None
     if has_answer(record):
         scores.update(_answer_scores(record, gold))
     return scores
@@ -81,6 +87,9 @@ def _retrieval_block(records: list[Record], scores: list[dict], ks: Sequence[int
     for k in ks:
         block[f"hit@{k}"] = _mean(s[f"hit@{k}"] for s in scores)
     block[f"mrr@{MRR_K}"] = _mean(s[f"mrr@{MRR_K}"] for s in scores)
+    if any("context_rank" in r for r in records):
+        for k in ks:
+            block[f"ctx@{k}"] = _mean(s.get(f"ctx@{k}") for s in scores)
     block["retrieve_ms_p50"] = _pct((r.get("retrieve_ms") for r in records), _P50)
     block["retrieve_ms_p95"] = _pct((r.get("retrieve_ms") for r in records), _P95)
     return block
@@ -189,6 +198,8 @@ _ANSWER_LATENCY_COLUMNS = (
 def _columns(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
     ks = summary.get("ks") or []
     cols = [("n", "n")] + [(f"hit@{k}", f"hit@{k}") for k in ks] + [(f"mrr@{MRR_K}", "MRR@10")]
+    if any(f"ctx@{k}" in (summary.get("overall") or {}) for k in ks):
+        cols += [(f"ctx@{k}", f"ctx@{k}") for k in ks]
     answers = bool(summary.get("n_answered"))
     if answers:
         cols += _ANSWER_COLUMNS
@@ -230,8 +241,10 @@ def render_markdown(summary: Mapping[str, Any], title: str) -> str:
         if groups:
             parts += [f"## By {key}", "", _table(key, list(groups.items()), cols), ""]
     parts.append(
-        "hit@k and MRR count questions with gold ids; answer metrics count answerable "
-        "questions, refusal rate unanswerable ones. Latencies in milliseconds."
+        "hit@k and MRR count questions with gold ids; ctx@k (answer in context) counts "
+        "questions with a short gold answer (at most 40 characters) that a retrieved chunk "
+        "contains; answer metrics count answerable questions, refusal rate unanswerable ones. "
+        "Latencies in milliseconds."
     )
     return "\n".join(parts) + "\n"
 

@@ -19,6 +19,7 @@ from typing import Any
 from kb.app import KnowledgeBase
 from kb.config import Settings
 from kb.errors import InputError
+from kb.eval import metrics
 from kb.jsonl import read_objects
 
 
@@ -86,38 +87,86 @@ def _base_record(question: Question) -> dict[str, Any]:
     }
 
 
-def _retrieval_query(question: Question) -> str:
+def chat_history(question: Question) -> list[dict[str, str]]:
+    """The question's `history` as chat turns. Two shapes are read: chat turns
+    ({"role", "content"}) and earlier questions with their answers ({"question", "answers"})."""
+    turns: list[dict[str, str]] = []
+    for item in question.data.get("history") or []:
+        if not isinstance(item, dict):
+            continue
+        if "role" in item:
+            turns.append({"role": str(item["role"]), "content": str(item.get("content", ""))})
+            continue
+        if item.get("question"):
+            turns.append({"role": "user", "content": str(item["question"])})
+        answers = item.get("answers") or []
+        if answers:
+            turns.append({"role": "assistant", "content": str(answers[0])})
+    return turns
+
+
+def _joined_query(question: Question) -> str:
     # Without a model to rewrite a follow-up, the previous user turns carry its subject.
-    history = question.data.get("history") or []
-    previous = [str(t.get("content", "")) for t in history if t.get("role") == "user"]
+    previous = [t["content"] for t in chat_history(question) if t["role"] == "user"]
     return " ".join([*previous[-2:], question.data["question"]])
+
+
+def _as_of(question: Question) -> int | None:
+    value = str(question.data.get("as_of") or "")[:4]
+    return int(value) if value.isdigit() else None
 
 
 class Evaluator:
     """One run over one knowledge base: retrieval for every question, answers on request."""
 
     def __init__(
-        self, knowledge: KnowledgeBase, collection: str | None, answers: bool, k_max: int
+        self,
+        knowledge: KnowledgeBase,
+        collection: str | None,
+        answers: bool,
+        k_max: int,
+        rewrite: bool = True,
     ) -> None:
         self.knowledge = knowledge
         self.collection = collection
         self.answers = answers
         self.k_max = k_max
+        self.rewrite = rewrite
         knowledge.retriever(collection)  # fail early on an empty or missing collection
 
-    def _retrieve(self, query: str) -> tuple[list[dict[str, Any]], float]:
-        result = self.knowledge.search(query, self.k_max, self.collection)
-        retrieved = [{"source": h.source, "page": h.page} for h in result.hits]
-        return retrieved, result.retrieve_ms
+    def _retrieve(self, query: str, question: Question, record: dict[str, Any]) -> None:
+        result = self.knowledge.search(query, self.k_max, self.collection, as_of=_as_of(question))
+        record["retrieved"] = [{"source": h.source, "page": h.page} for h in result.hits]
+        record["retrieve_ms"] = result.retrieve_ms
+        d = question.data
+        if any(metrics.short_answers(d.get("answers") or [], d.get("answer_sets"))):
+            record["context_rank"] = metrics.context_rank(
+                [h.text for h in result.hits], d.get("answers") or [], d.get("answer_sets")
+            )
+
+    def _query(self, question: Question) -> str:
+        """What retrieval is asked: a follow-up rewritten from its history by the chat model,
+        as the answering chain does (or, with rewrite off, joined to the earlier questions)."""
+        history = chat_history(question)
+        if not any(t["role"] == "user" for t in history):
+            return question.data["question"]
+        if not self.rewrite:
+            return _joined_query(question)
+        return self.knowledge.standalone_question(
+            question.data["question"], history, self.collection
+        )
 
     def run_one(self, question: Question) -> dict[str, Any]:
         record = _base_record(question)
         if not self.answers:
-            record["retrieved"], record["retrieve_ms"] = self._retrieve(_retrieval_query(question))
+            query = self._query(question)
+            if query != question.data["question"]:
+                record["standalone_question"] = query
+            self._retrieve(query, question, record)
             return record
-        history = question.data.get("history") or []
+        history = chat_history(question)
         answer = self.knowledge.ask(question.data["question"], history, self.collection)
-        record["retrieved"], record["retrieve_ms"] = self._retrieve(answer.standalone_question)
+        self._retrieve(answer.standalone_question, question, record)
         record.update(
             answer=answer.answer,
             refused=answer.refused,
@@ -139,9 +188,10 @@ def run(
     answers: bool = False,
     k_max: int = 10,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    rewrite: bool = True,
 ) -> EvalRun:
     started = time.perf_counter()
-    evaluator = Evaluator(knowledge, collection, answers, k_max)
+    evaluator = Evaluator(knowledge, collection, answers, k_max, rewrite)
     result = EvalRun()
     try:
         for question in questions:
@@ -180,6 +230,7 @@ class EvalRequest:
     ingest_docs: bool = False
     distractors: list[Path] = field(default_factory=list)
     collection: str | None = None
+    rewrite: bool = True
 
 
 @dataclass
@@ -212,6 +263,8 @@ def evaluate(
         "embed_model": settings.embed_model,
         "llm_model": settings.llm_model if request.answers else None,
         "top_k": settings.top_k,
+        "retrieval": settings.retrieval,
+        "follow_ups": "rewritten by the chat model" if request.rewrite else "joined to history",
         "skipped_empty_questions": len(skipped),
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
@@ -226,6 +279,7 @@ def evaluate(
             answers=request.answers,
             k_max=max(request.ks),
             on_record=on_record,
+            rewrite=request.rewrite,
         )
 
     if request.ingest_docs:
