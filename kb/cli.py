@@ -330,24 +330,6 @@ def _read_batch(path: Path) -> Iterator[dict]:
         yield item
 
 
-def _search_json(query: str, result) -> dict:
-    return {
-        "query": query,
-        "results": [
-            {
-                "rank": i + 1,
-                "score": round(hit.score, 4),
-                "source": hit.source,
-                "page": hit.page,
-                "title": str(hit.metadata.get("title", "")),
-                "chunk_id": hit.chunk_id,
-                "text": hit.text,
-            }
-            for i, hit in enumerate(result.hits)
-        ],
-    }
-
-
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
@@ -368,11 +350,11 @@ def search(
         if input_file is not None:
             for item in _read_batch(input_file):
                 result = knowledge.search(item["question"], k, collection, filters)
-                _print_json(_search_json(item["question"], result))
+                _print_json(result.to_json())
             return
         result = knowledge.search(query, k, collection, filters)
     if as_json:
-        _print_json(_search_json(query, result))
+        _print_json(result.to_json())
         return
     if not result.hits:
         out.print("no results")
@@ -524,6 +506,28 @@ def ui(
         settings = _settings()
         code = launch(settings, host or settings.ui_host, port or settings.ui_port)
     raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default KB_SERVE_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default KB_SERVE_PORT).")] = None,
+) -> None:
+    """Serve the knowledge base as an OpenAI-compatible API (chat, search, uploads)."""
+    from kb.server.run import serve as run_server
+
+    with _errors():
+        settings = _settings()
+        err.print(
+            f"kb serve on http://{host or settings.serve_host}:{port or settings.serve_port} "
+            "(OpenAPI at /docs)",
+            highlight=False,
+        )
+        run_server(
+            settings, host or settings.serve_host, port or settings.serve_port, _state["verbose"]
+        )
 
 
 # --- eval --------------------------------------------------------------------------------

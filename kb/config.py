@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +109,40 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the Streamlit page binds to.")
     ui_port: int = Field(8501, description="Port of the Streamlit page.")
     language: Literal["auto", "zh", "en"] = Field("auto", description="Interface language.")
+
+    # --- API server (kb serve) ---------------------------------------------------------
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="Address `kb serve` binds to; any address but loopback requires API keys.",
+    )
+    serve_port: int = Field(8080, ge=1, le=65535, description="Port of `kb serve`.")
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="API keys `kb serve` accepts (comma-separated); empty: none, loopback only.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of API keys for `kb serve`, one per line ('#' comments)."
+    )
+    serve_queue: int = Field(
+        8, ge=0, le=1000, description="Questions that may wait for the model; more get HTTP 429."
+    )
+    serve_queue_timeout: float = Field(
+        120.0, gt=0, description="Seconds a question may wait for the model before HTTP 503."
+    )
+    serve_max_body_mb: float = Field(
+        1.0, gt=0, description="Largest request body `kb serve` reads, uploads aside (MB)."
+    )
+    serve_max_upload_mb: float = Field(
+        100.0, gt=0, description="Largest upload request to /v1/ingest, all files together (MB)."
+    )
+    serve_max_files: int = Field(
+        50, ge=1, le=1000, description="Most files in one upload request to /v1/ingest."
+    )
+    serve_cors_origins: str = Field(
+        "",
+        description="Browser origins allowed to call `kb serve` (comma-separated); empty: "
+        "CORS off.",
+    )
 
     @field_validator("home", "models_dir", mode="after")
     @classmethod

@@ -116,9 +116,9 @@ def test_search_narrows_by_folder_and_type(corpus, facts):
     query = facts["notes.md"]
     top = json.loads(run_kb("search", query, "-k", "1", "--json").stdout)["results"][0]
     assert top["source"] in ("notes.md", "archive/old-notes.md")
-    archived = json.loads(
-        run_kb("search", query, "--folder", "archive", "--json").stdout
-    )["results"]
+    archived = json.loads(run_kb("search", query, "--folder", "archive", "--json").stdout)[
+        "results"
+    ]
     assert archived and {r["source"] for r in archived} == {"archive/old-notes.md"}
     html = json.loads(run_kb("search", query, "--type", "html", "--json").stdout)["results"]
     assert html and {r["source"] for r in html} == {"faq.html"}

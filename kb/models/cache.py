@@ -49,6 +49,11 @@ class ModelCache:
                 self._embedders[key] = load_embeddings(settings)
             return self._embedders[key]
 
+    def loaded_embeddings(self, settings: Settings) -> KbEmbeddings | None:
+        """The embedder for `settings` if it is loaded already, without loading it."""
+        with self._lock:
+            return self._embedders.get(embedding_key(settings))
+
     def chat_model(self, settings: Settings) -> ChatModel:
         from kb.models.llm import load_chat_model
 
