@@ -144,6 +144,11 @@ class Settings(BaseSettings):
         "CORS off.",
     )
 
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
     @field_validator("home", "models_dir", mode="after")
     @classmethod
     def _expand(cls, value: Path) -> Path:

@@ -55,6 +55,8 @@ log = logging.getLogger("kb.server")
 # that the README does not.
 OPEN_PATHS = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 MAX_EMBEDDING_INPUTS = 2048
+# A collection name, as the store accepts it (validated here so a bad name is a 400).
+COLLECTION = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+[\w.@+-]*")
 
 
@@ -118,7 +120,9 @@ class SearchRequest(BaseModel):
     )
     query: str = Field(min_length=1, max_length=4000, description="What to look for.")
     k: int = Field(5, ge=1, le=100, description="Results to return.")
-    collection: str | None = Field(None, description="Collection (default: KB_COLLECTION).")
+    collection: str | None = Field(
+        None, pattern=COLLECTION, description="Collection (default: KB_COLLECTION)."
+    )
     folders: list[str] | None = Field(None, description="Only documents under these folders.")
     types: list[str] | None = Field(None, description="Only these file types, e.g. 'pdf'.")
 
@@ -629,7 +633,9 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
     )
     async def ingest(
         files: Annotated[list[UploadFile], File(description="The files to add.")],
-        collection: Annotated[str | None, Form(description="Collection (default)")] = None,
+        collection: Annotated[
+            str | None, Form(pattern=COLLECTION, description="Collection (default)")
+        ] = None,
     ) -> dict[str, Any]:
         """Upload files (multipart/form-data, field `files`, repeatable) and ingest them, with
         the page's rules: safe names, supported types, one result per file."""
@@ -674,7 +680,9 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
 
     @app.get("/v1/documents", tags=["kb"], dependencies=authorized, response_model=DocumentList)
     async def documents(
-        collection: Annotated[str | None, Query(description="Collection (default)")] = None,
+        collection: Annotated[
+            str | None, Query(pattern=COLLECTION, description="Collection (default)")
+        ] = None,
     ) -> dict[str, Any]:
         """The documents of a collection (uploaded or ingested from folders)."""
         name = _collection(collection)
@@ -690,7 +698,9 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
     )
     async def delete_document(
         document_id: str,
-        collection: Annotated[str | None, Query(description="Collection (default)")] = None,
+        collection: Annotated[
+            str | None, Query(pattern=COLLECTION, description="Collection (default)")
+        ] = None,
     ) -> dict[str, Any]:
         """Remove a document and its chunks (an upload's stored file too)."""
         name = _collection(collection)
