@@ -263,6 +263,13 @@ class KnowledgeBase:
         store = self.store
         return store.has_collection(name) and store.count(name) > 0
 
+    def doctor(self, verify: bool = True) -> dict[str, Any]:
+        """Whether this machine and configuration can run the knowledge base (kb.doctor), and
+        the model size it suits; `verify` re-hashes a bundled chat model (~1-3 s)."""
+        from kb.doctor import diagnose
+
+        return diagnose(self.settings, self.store, verify)
+
     def status(self) -> dict[str, Any]:
         """Collections, files, chunks, size on disk, models and the last ingestion."""
         return knowledge_base_status(self.settings, self.store)

@@ -284,6 +284,7 @@ def status(as_json: JsonOpt = False) -> None:
     out.print(
         f"models:         embedding {info['models']['embedding']}, answers {info['models']['llm']}"
     )
+    out.print(f"refusal checks: {info['models']['refusal_checks']}", highlight=False)
     table = Table(show_header=True)
     for column in ("collection", "files", "chunks", "embedding", "last ingestion"):
         table.add_column(column)
@@ -301,6 +302,31 @@ def status(as_json: JsonOpt = False) -> None:
         out.print("empty: run `kb ingest PATH` to add documents")
     else:
         out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Re-hash the bundled chat model.")
+    ] = True,
+) -> None:
+    """Check the machine, the models, the stores and the model server; recommend a model size."""
+    with _errors(), _knowledge_base() as knowledge:
+        report = knowledge.doctor(verify)
+    if as_json:
+        _print_json(report)
+    else:
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        table = Table(show_header=True)
+        for column in ("check", "", "detail"):
+            table.add_column(column)
+        for check in report["checks"]:
+            status = check["status"]
+            table.add_row(check["name"], f"[{style[status]}]{status}[/]", check["detail"])
+        out.print(table)
+        out.print(f"[bold]verdict:[/] {report['recommendation']['verdict']}", highlight=False)
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 @app.command()

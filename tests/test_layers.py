@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("retrieve", ["kb.retrieve"]),
     ("ingest", ["kb.ingest"]),
     ("answer", ["kb.answer"]),
-    ("facade", ["kb.app", "kb.status"]),
+    ("facade", ["kb.app", "kb.status", "kb.doctor"]),
     ("shells", ["kb.cli", "kb.__main__", "kb.ui", "kb.eval", "kb.server"]),
 ]
 # Retrieval and ingestion sit side by side: neither may import the other.
