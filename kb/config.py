@@ -58,6 +58,28 @@ class Settings(BaseSettings):
         "or a sentence-transformers model folder.",
     )
     embed_batch_size: int = Field(64, ge=1, description="Chunks embedded per call.")
+    embed_url: str = Field(
+        "",
+        description="OpenAI-compatible embeddings server (…/v1) that runs KB_EMBED_MODEL; empty: "
+        "embed in this process.",
+    )
+    embed_api_key: str = Field("not-needed", description="API key sent to the embeddings server.")
+    embed_remote_model: str = Field(
+        "", description="Model name asked of the embeddings server; empty: KB_EMBED_MODEL."
+    )
+    embed_query_prefix: str = Field(
+        "",
+        description="Prefix for questions sent to KB_EMBED_URL (an e5 model on a generic server: "
+        "'query: '); with both prefixes empty kb sends input_type, which kb serve understands.",
+    )
+    embed_passage_prefix: str = Field(
+        "",
+        description="Prefix for documents sent to KB_EMBED_URL (e5 on a generic server: "
+        "'passage: ').",
+    )
+    embed_retries: int = Field(
+        5, ge=0, le=20, description="Retries (exponential back-off) of a failed embeddings call."
+    )
     embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 uses every core.")
     chunk_tokens: int = Field(
         200, ge=32, le=2048, description="Target chunk size in embedding tokens."

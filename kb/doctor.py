@@ -230,6 +230,20 @@ def _service_checks(settings: Settings, store: Any) -> list[Check]:
         checks.append(Check("manifest", "ok", str(settings.manifest_path)))
     except Exception as exc:  # noqa: BLE001
         checks.append(Check("manifest", "fail", str(exc).splitlines()[0][:300]))
+    if settings.embed_url:
+        import httpx
+
+        try:
+            response = httpx.get(
+                settings.embed_url.rstrip("/") + "/models",
+                headers={"Authorization": f"Bearer {settings.embed_api_key}"},
+                timeout=5,
+            )
+            status = "ok" if response.status_code < 400 else "fail"
+            detail = f"{settings.embed_url} answered HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            status, detail = "fail", f"{settings.embed_url} unreachable ({type(exc).__name__})"
+        checks.append(Check("embeddings server", status, detail))
     if settings.llm_url:
         import httpx
 

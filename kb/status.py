@@ -52,7 +52,8 @@ def knowledge_base_status(settings: Settings, store: Store) -> dict[str, Any]:
         "chroma": store.where(),
         "size_bytes": store.size_on_disk() if not settings.chroma_url else None,
         "models": {
-            "embedding": settings.embed_model,
+            "embedding": settings.embed_model
+            + (f" @ {settings.embed_url}" if settings.embed_url else ""),
             "llm": (settings.llm_url and f"{settings.llm_remote_model} @ {settings.llm_url}")
             or settings.llm_model,
             "llm_remote": bool(settings.llm_url),

@@ -23,8 +23,8 @@ def running(app, timeout: float = 60, **config) -> Iterator[str]:
     `config`: more uvicorn.Config arguments (log_config=None leaves logging to the test)."""
     import uvicorn
 
+    port = config.pop("port", None) or free_port()
     options = {"log_level": "warning", "lifespan": "on", **config}
-    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
