@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup run test lint bench browser clean
+.PHONY: setup run test lint bench browser clean container-test
 
 setup: $(STAMP)
 
@@ -63,6 +63,12 @@ bench: setup
 	$(BIN)/python bench/answer_bench.py quality --home $(ANSWER_KB)
 	$(BIN)/python bench/eval_baseline.py
 	$(BIN)/python bench/ui_bench.py
+
+# Builds kb's image and runs the compose stack (kb serve, kb ui, Chroma, llama.cpp server) on
+# loopback: ingest, ask, check the cited answer, tear down. Needs root and podman, podman-compose,
+# runc and debootstrap (apt-get install them); tens of minutes the first time.
+container-test: setup
+	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
 clean:
 	rm -rf $(VENV) data/kb bench/work tests/artifacts

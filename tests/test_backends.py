@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import SAMPLES
 
 from kb.answer.types import Done, Token
 from kb.config import Settings
@@ -165,3 +166,44 @@ def test_unreachable_model_server_is_reported(sample_kb, open_kb):
     assert "cannot connect to the model server" in message
     assert url in message and "KB_LLM_URL" in message
     assert not knowledge.chat_model.busy, "the failed generation released the model"
+
+
+def test_two_api_workers_sharing_chroma_and_a_model_server_answer_alike(
+    chroma_server, openai_server, tmp_path, open_kb
+):
+    """Two `kb serve` workers (separate KB_HOMEs, as on two hosts) over one Chroma server and
+    one model server: what one ingests, both answer the same way. The manifest is per KB_HOME,
+    so only the worker that ingested lists the documents (the README's deployment section)."""
+    import shutil
+
+    import openai
+    from server_support import running
+
+    from kb.server.app import create_app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "en" / "q3-all-hands.pptx", docs)
+    shutil.copy(SAMPLES / "en" / "travel-expense-policy.docx", docs)
+    shared = {
+        "chroma_url": chroma_server,
+        "collection": "workers",
+        "llm_url": openai_server,
+        "llm_remote_model": "qwen",
+        "llm_api_key": MODEL_SERVER_KEY,
+    }
+    first = open_kb(Settings(home=tmp_path / "host-a", **shared))
+    second = open_kb(Settings(home=tmp_path / "host-b", **shared))
+    assert not first.ingest([docs]).failed
+    answers = []
+    with running(create_app(first)) as url_a, running(create_app(second)) as url_b:
+        for url in (url_a, url_b):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            reply = client.chat.completions.create(
+                model="workers",
+                messages=[{"role": "user", "content": "When does the Singapore office open?"}],
+            )
+            answers.append(reply.model_extra["kb"])
+    assert answers[0]["answer"] == answers[1]["answer"] and "March 2027" in answers[0]["answer"]
+    assert answers[0]["sources"] == answers[1]["sources"]
+    assert len(first.documents("workers")) == 2 and second.documents("workers") == []
