@@ -63,6 +63,7 @@ bench: setup
 	$(BIN)/python bench/answer_bench.py quality --home $(ANSWER_KB)
 	$(BIN)/python bench/eval_baseline.py
 	$(BIN)/python bench/ui_bench.py
+	$(BIN)/python bench/serve_bench.py
 
 # Builds kb's image and runs the compose stack (kb serve, kb ui, Chroma, llama.cpp server) on
 # loopback: ingest, ask, check the cited answer, tear down. Needs root and podman, podman-compose,
