@@ -35,15 +35,22 @@ if ! podman image exists "$BASE_IMAGE"; then
 fi
 
 mounts=(--volume "$CA:/etc/ssl/certs/host-ca.crt:ro")
-for path in /etc/pip.conf /opt/wheels /opt/pypi /opt/pypi-more /root/.cache/pip; do
-    [ -e "$path" ] && mounts+=(--volume "$path:$path:ro")
+for path in /etc/pip.conf /opt/wheels /opt/pypi /opt/pypi-more; do
+    if [ -e "$path" ]; then mounts+=(--volume "$path:$path:ro"); fi
 done
+# A copy of the host's pip cache: llama-cpp-python's compiled wheel is reused, and the build
+# may write to (and empty) the copy without touching the host's cache.
+cache=$(mktemp -d)
+if [ -d "${PIP_CACHE_SOURCE:-$HOME/.cache/pip}" ]; then
+    cp -a "${PIP_CACHE_SOURCE:-$HOME/.cache/pip}/." "$cache/"
+fi
+mounts+=(--volume "$cache:/var/cache/kb-pip")
 echo "building $KB_IMAGE from $BASE_IMAGE"
 podman build -f deploy/Containerfile -t "$KB_IMAGE" \
     --build-arg BASE="$BASE_IMAGE" --build-arg PIP_CERT=/etc/ssl/certs/host-ca.crt \
-    "${mounts[@]}" .
+    "${mounts[@]}" . || { rm -rf "$cache"; exit 1; }
 
-cleanup() { "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true; }
+cleanup() { "${COMPOSE[@]}" down -v >/dev/null 2>&1 || true; rm -rf "$cache"; }
 trap cleanup EXIT
 "${COMPOSE[@]}" up -d
 
