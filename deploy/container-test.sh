@@ -35,8 +35,9 @@ if ! podman image exists "$BASE_IMAGE"; then
 fi
 
 mounts=(--volume "$CA:/etc/ssl/certs/host-ca.crt:ro")
-for path in /etc/pip.conf /opt/wheels /opt/pypi /opt/pypi-more; do
-    if [ -e "$path" ]; then mounts+=(--volume "$path:$path:ro"); fi
+# The host's pip configuration (local wheels such as the CPU build of torch, local indexes).
+for path in /etc/pip.conf "$HOME/.config/pip/pip.conf" /opt/wheels /opt/pypi /opt/pypi-more; do
+    if [ -e "$path" ]; then mounts+=(--volume "$path:${path/#$HOME//root}:ro"); fi
 done
 # A copy of the host's pip cache: llama-cpp-python's compiled wheel is reused, and the build
 # may write to (and empty) the copy without touching the host's cache.

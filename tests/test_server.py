@@ -445,3 +445,36 @@ def test_a_stream_never_takes_text_back():
     assert piece.startswith("\n\n") and "> It is 41. (a.md)" in piece
     assert piece.endswith("Not in the documents.")
     assert ChatRenderer().delta(Refused("not_in_sources", "No.", "en")) == "No."
+
+
+def test_the_kb_serve_command_serves_and_stops_cleanly(sample_kb):
+    """The real `kb serve` entry point in its own process: ready, answering, then SIGINT."""
+    import os
+    import signal
+    import subprocess
+
+    from conftest import KB_BIN
+    from server_support import free_port
+
+    port = free_port()
+    env = {**os.environ, "KB_HOME": str(sample_kb), "KB_LLM_MODEL": "qwen2.5-0.5b"}
+    proc = subprocess.Popen(
+        [str(KB_BIN), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = wait_ready(url, timeout=180)
+        assert health["checks"]["chat_model"]["local"] is True
+        hits = httpx.post(f"{url}/v1/search", json={"query": "Singapore office"}, timeout=30)
+        assert hits.json()["results"][0]["source"] == "en/q3-all-hands.pptx"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"kb serve on http://127.0.0.1:{port}" in stderr
+    assert 'POST /v1/search HTTP/1.1" 200' in stderr, "requests are logged, one line each"
