@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 
 from kb.app import KnowledgeBase
 from kb.config import Settings
@@ -30,4 +32,9 @@ def serve(settings: Settings, host: str, port: int, verbose: bool = False) -> No
             timeout_graceful_shutdown=10,
         )
         logging.getLogger("kb.server").setLevel(logging.DEBUG if verbose else logging.INFO)
-        uvicorn.Server(config).run()
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again for the
+        # handler that was there before: make that a no-op (SIGTERM) or catch it (SIGINT), so a
+        # requested stop exits 0 instead of looking like a crash or an interruption.
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run()
