@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup run test lint bench browser clean reliability soak
+.PHONY: setup run test lint bench browser clean reliability soak container-test
 
 setup: $(STAMP)
 
@@ -68,6 +68,13 @@ bench: setup
 	$(BIN)/python bench/retrieval_bench.py tune --home $(EVAL_ALL_KB)
 	$(BIN)/python bench/retrieval_bench.py compare --home $(EVAL_ALL_KB)
 	$(BIN)/python bench/ui_bench.py
+	$(BIN)/python bench/serve_bench.py
+
+# Builds kb's image and runs the compose stack (kb serve, kb ui, Chroma, llama.cpp server) on
+# loopback: ingest, ask, check the cited answer, tear down. Needs root and podman, podman-compose,
+# runc and debootstrap (apt-get install them); tens of minutes the first time.
+container-test: setup
+	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
 # Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at
 # 20 moments of a large ingestion (and of forget, upload, a full disk), readers during writing,

@@ -13,15 +13,17 @@ can share one `ModelCache`, so models load once per process.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from kb.answer.chain import AnswerChain
 from kb.answer.policy import RefusalPolicy
 from kb.answer.types import Answer, AnswerEvent
 from kb.config import Settings
-from kb.errors import StoreError
+from kb.errors import InputError, KbError, StoreError
 from kb.filters import SearchFilter
 from kb.ingest.discover import supported_extensions
 from kb.ingest.pipeline import IngestSummary, Pipeline, ProgressCallback, forget
@@ -51,7 +53,7 @@ from kb.retrieve import (
     VectorRetriever,
 )
 from kb.status import knowledge_base_status
-from kb.store import Store
+from kb.store import Store, validate_collection
 
 # What shells need beside the facade itself: filters they pass in, results they render.
 __all__ = [
@@ -61,6 +63,7 @@ __all__ = [
     "TOO_MANY_FILES",
     "UNSAFE_NAME",
     "UNSUPPORTED_TYPE",
+    "Document",
     "IngestSummary",
     "KnowledgeBase",
     "SearchFilter",
@@ -69,6 +72,30 @@ __all__ = [
     "UploadedFile",
     "supported_extensions",
 ]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A file in a collection, as shells list it: no server paths, a stable `id`."""
+
+    id: str
+    source: str  # relative to the folder it was ingested from (or the upload's name)
+    title: str
+    chunks: int
+    size: int
+    ingested_at: float
+    uploaded: bool  # stored by an upload (page or API) rather than ingested from a folder
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "source": self.source,
+            "title": self.title,
+            "chunks": self.chunks,
+            "size": self.size,
+            "ingested_at": self.ingested_at,
+            "uploaded": self.uploaded,
+        }
 
 
 class KnowledgeBase:
@@ -224,7 +251,64 @@ class KnowledgeBase:
         )
         return handle_uploads(s.uploads_dir, files, ingest, progress, limits)
 
+    def _document(self, record: Any) -> Document:
+        uploads = str(self.settings.uploads_dir.resolve())
+        return Document(
+            id=record.document_id,
+            source=record.source,
+            title=record.title,
+            chunks=len(record.chunk_ids),
+            size=record.size,
+            ingested_at=record.ingested_at,
+            uploaded=record.root == uploads,
+        )
+
+    def documents(self, collection: str | None = None) -> list[Document]:
+        """The files of `collection` whose chunks are all written, by source."""
+        name = validate_collection(self._collection(collection))
+        records = [r for r in self.store.manifest.files(name).values() if r.complete]
+        return sorted((self._document(r) for r in records), key=lambda d: (d.source, d.id))
+
+    def delete_document(self, document_id: str, collection: str | None = None) -> Document | None:
+        """Remove one document (by `Document.id`) and its chunks; an uploaded file's stored copy
+        goes too, so it is really gone. None when the collection holds no such document."""
+        name = validate_collection(self._collection(collection))
+        store = self.store
+        with store.write_lock():
+            for record in store.manifest.files(name).values():
+                if record.document_id == document_id:
+                    document = self._document(record)
+                    store.remove_file(name, record)
+                    if document.uploaded:
+                        Path(record.root, record.source).unlink(missing_ok=True)
+                    return document
+        return None
+
     # --- reading -----------------------------------------------------------------------------
+
+    def collections(self) -> list[dict[str, Any]]:
+        """Each collection that holds chunks: its name, chunk count and embedding model."""
+        store = self.store
+        found = []
+        for name in store.collection_names():
+            count = store.count(name)
+            if count:
+                found.append(
+                    {"name": name, "chunks": count, "embed_model": store.embed_model_of(name)}
+                )
+        return found
+
+    def has_documents(self, collection: str | None = None) -> bool:
+        name = self._collection(collection)
+        store = self.store
+        return store.has_collection(name) and store.count(name) > 0
+
+    def doctor(self, verify: bool = True) -> dict[str, Any]:
+        """Whether this machine and configuration can run the knowledge base (kb.doctor), and
+        the model size it suits; `verify` re-hashes a bundled chat model (~1-3 s)."""
+        from kb.doctor import diagnose
+
+        return diagnose(self.settings, self.store, verify)
 
     def status(self) -> dict[str, Any]:
         """Collections, files, chunks, size on disk, models and the last ingestion."""
@@ -272,6 +356,57 @@ class KnowledgeBase:
     ) -> Answer:
         return self.chain(collection).invoke(question, history, filters, trace)
 
+    def embed(
+        self, texts: Sequence[str], kind: Literal["passage", "query"] = "passage"
+    ) -> tuple[list[list[float]], int]:
+        """Vectors of `texts` from the knowledge base's embedding model, as documents
+        ("passage") or as questions ("query"), and the tokens they held."""
+        if kind not in ("passage", "query"):
+            raise InputError(f"unknown embedding kind {kind!r}: use 'passage' or 'query'")
+        embedder = self.embeddings
+        tokens = sum(embedder.count_tokens(t) for t in texts)
+        if kind == "query":
+            return [embedder.embed_query_vector(t).tolist() for t in texts], tokens
+        return embedder.embed_passages(list(texts)).tolist(), tokens
+
+    @property
+    def embedding_model(self) -> str:
+        """The KB_EMBED_MODEL value that collections built by this knowledge base record."""
+        return self.settings.embed_model
+
+    def warm_up(self) -> None:
+        """Load the embedding and chat models now rather than on the first question."""
+        self.embeddings.embed_query_vector("warm-up")
+        model = self.chat_model
+        model.count_tokens("warm-up")
+
+    def health(self) -> dict[str, Any]:
+        """Whether each part answers now: the store, the embedding model (loaded) and the
+        chat model (loaded, or its server reachable). Never waits for a running generation."""
+        checks: dict[str, Any] = {}
+        started = time.perf_counter()
+        try:
+            self.store.collection_names()
+            checks["store"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means the store is not answering
+            checks["store"] = {"ok": False, "error": _one_line(exc)}
+        checks["embedding"] = {"ok": self._models.loaded_embeddings(self.settings) is not None}
+        model = self._chat_override or self._models.loaded_chat_model(self.settings)
+        if model is None:
+            checks["chat_model"] = {"ok": False, "error": "not loaded yet"}
+        else:
+            ok, error = model.reachable()
+            checks["chat_model"] = {"ok": ok, **({"error": error} if error else {})}
+            checks["chat_model"]["local"] = model.is_local
+        checks["ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return checks
+
+    @property
+    def queue_length(self) -> int:
+        """Questions waiting for the chat model (not counting the one being answered)."""
+        model = self._chat_override or self._models.loaded_chat_model(self.settings)
+        return 0 if model is None else model.queue_length
+
     @property
     def model_busy(self) -> bool:
         """Whether a question is being answered now (a new one would wait its turn)."""
@@ -292,3 +427,8 @@ class KnowledgeBase:
     @staticmethod
     def supported_extensions() -> list[str]:
         return supported_extensions()
+
+
+def _one_line(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:300] if isinstance(exc, KbError) else type(exc).__name__

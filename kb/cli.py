@@ -297,6 +297,7 @@ def status(as_json: JsonOpt = False) -> None:
     out.print(
         f"models:         embedding {info['models']['embedding']}, answers {info['models']['llm']}"
     )
+    out.print(f"refusal checks: {info['models']['refusal_checks']}", highlight=False)
     table = Table(show_header=True)
     for column in ("collection", "files", "chunks", "embedding", "last ingestion"):
         table.add_column(column)
@@ -314,6 +315,31 @@ def status(as_json: JsonOpt = False) -> None:
         out.print("empty: run `kb ingest PATH` to add documents")
     else:
         out.print(table)
+
+
+@app.command()
+def doctor(
+    as_json: JsonOpt = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Re-hash the bundled chat model.")
+    ] = True,
+) -> None:
+    """Check the machine, the models, the stores and the model server; recommend a model size."""
+    with _errors(), _knowledge_base() as knowledge:
+        report = knowledge.doctor(verify)
+    if as_json:
+        _print_json(report)
+    else:
+        style = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+        table = Table(show_header=True)
+        for column in ("check", "", "detail"):
+            table.add_column(column)
+        for check in report["checks"]:
+            status = check["status"]
+            table.add_row(check["name"], f"[{style[status]}]{status}[/]", check["detail"])
+        out.print(table)
+        out.print(f"[bold]verdict:[/] {report['recommendation']['verdict']}", highlight=False)
+    raise typer.Exit(0 if report["ok"] else 1)
 
 
 @app.command()
@@ -343,24 +369,6 @@ def _read_batch(path: Path) -> Iterator[dict]:
         yield item
 
 
-def _search_json(query: str, result) -> dict:
-    return {
-        "query": query,
-        "results": [
-            {
-                "rank": i + 1,
-                "score": round(hit.score, 4),
-                "source": hit.source,
-                "page": hit.page,
-                "title": str(hit.metadata.get("title", "")),
-                "chunk_id": hit.chunk_id,
-                "text": hit.text,
-            }
-            for i, hit in enumerate(result.hits)
-        ],
-    }
-
-
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
@@ -381,11 +389,11 @@ def search(
         if input_file is not None:
             for item in _read_batch(input_file):
                 result = knowledge.search(item["question"], k, collection, filters)
-                _print_json(_search_json(item["question"], result))
+                _print_json(result.to_json())
             return
         result = knowledge.search(query, k, collection, filters)
     if as_json:
-        _print_json(_search_json(query, result))
+        _print_json(result.to_json())
         return
     if not result.hits:
         out.print("no results")
@@ -537,6 +545,28 @@ def ui(
         settings = _settings()
         code = launch(settings, host or settings.ui_host, port or settings.ui_port)
     raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default KB_SERVE_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default KB_SERVE_PORT).")] = None,
+) -> None:
+    """Serve the knowledge base as an OpenAI-compatible API (chat, search, uploads)."""
+    from kb.server.run import serve as run_server
+
+    with _errors():
+        settings = _settings()
+        err.print(
+            f"kb serve on http://{host or settings.serve_host}:{port or settings.serve_port} "
+            "(OpenAPI at /docs)",
+            highlight=False,
+        )
+        run_server(
+            settings, host or settings.serve_host, port or settings.serve_port, _state["verbose"]
+        )
 
 
 # --- eval --------------------------------------------------------------------------------

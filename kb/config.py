@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -58,6 +58,28 @@ class Settings(BaseSettings):
         "or a sentence-transformers model folder.",
     )
     embed_batch_size: int = Field(64, ge=1, description="Chunks embedded per call.")
+    embed_url: str = Field(
+        "",
+        description="OpenAI-compatible embeddings server (…/v1) that runs KB_EMBED_MODEL; empty: "
+        "embed in this process.",
+    )
+    embed_api_key: str = Field("not-needed", description="API key sent to the embeddings server.")
+    embed_remote_model: str = Field(
+        "", description="Model name asked of the embeddings server; empty: KB_EMBED_MODEL."
+    )
+    embed_query_prefix: str = Field(
+        "",
+        description="Prefix for questions sent to KB_EMBED_URL (an e5 model on a generic server: "
+        "'query: '); with both prefixes empty kb sends input_type, which kb serve understands.",
+    )
+    embed_passage_prefix: str = Field(
+        "",
+        description="Prefix for documents sent to KB_EMBED_URL (e5 on a generic server: "
+        "'passage: ').",
+    )
+    embed_retries: int = Field(
+        5, ge=0, le=20, description="Retries (exponential back-off) of a failed embeddings call."
+    )
     embed_threads: int = Field(0, ge=0, description="Threads for embedding; 0 uses every core.")
     chunk_tokens: int = Field(
         200, ge=32, le=2048, description="Target chunk size in embedding tokens."
@@ -149,6 +171,45 @@ class Settings(BaseSettings):
     ui_host: str = Field("127.0.0.1", description="Address the Streamlit page binds to.")
     ui_port: int = Field(8501, description="Port of the Streamlit page.")
     language: Literal["auto", "zh", "en"] = Field("auto", description="Interface language.")
+
+    # --- API server (kb serve) ---------------------------------------------------------
+    serve_host: str = Field(
+        "127.0.0.1",
+        description="Address `kb serve` binds to; any address but loopback requires API keys.",
+    )
+    serve_port: int = Field(8080, ge=1, le=65535, description="Port of `kb serve`.")
+    api_keys: SecretStr = Field(
+        SecretStr(""),
+        description="API keys `kb serve` accepts (comma-separated); empty: none, loopback only.",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of API keys for `kb serve`, one per line ('#' comments)."
+    )
+    serve_queue: int = Field(
+        8, ge=0, le=1000, description="Questions that may wait for the model; more get HTTP 429."
+    )
+    serve_queue_timeout: float = Field(
+        120.0, gt=0, description="Seconds a question may wait for the model before HTTP 503."
+    )
+    serve_max_body_mb: float = Field(
+        1.0, gt=0, description="Largest request body `kb serve` reads, uploads aside (MB)."
+    )
+    serve_max_upload_mb: float = Field(
+        100.0, gt=0, description="Largest upload request to /v1/ingest, all files together (MB)."
+    )
+    serve_max_files: int = Field(
+        50, ge=1, le=1000, description="Most files in one upload request to /v1/ingest."
+    )
+    serve_cors_origins: str = Field(
+        "",
+        description="Browser origins allowed to call `kb serve` (comma-separated); empty: "
+        "CORS off.",
+    )
+
+    @field_validator("api_keys_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
 
     @field_validator("home", "models_dir", mode="after")
     @classmethod

@@ -82,6 +82,18 @@ class FileRecord:
     def complete(self) -> bool:
         return self.pending_ids is None
 
+    @property
+    def document_id(self) -> str:
+        return document_id(self.root, self.source)
+
+
+def document_id(root: str, source: str) -> str:
+    """A file's stable id in a collection (what the API names documents by): it hides the
+    server's paths and stays the same across re-ingestions of the file."""
+    import hashlib
+
+    return hashlib.sha1(f"{root}\0{source}".encode()).hexdigest()[:16]
+
 
 @dataclass(frozen=True)
 class FailureRecord:

@@ -42,6 +42,24 @@ class SearchResult:
     hits: list[Hit]
     retrieve_ms: float
 
+    def to_json(self) -> dict:
+        """The `kb search --json` contract (also the API's /v1/search response)."""
+        return {
+            "query": self.query,
+            "results": [
+                {
+                    "rank": i + 1,
+                    "score": round(hit.score, 4),
+                    "source": hit.source,
+                    "page": hit.page,
+                    "title": str(hit.metadata.get("title", "")),
+                    "chunk_id": hit.chunk_id,
+                    "text": hit.text,
+                }
+                for i, hit in enumerate(self.hits)
+            ],
+        }
+
 
 @runtime_checkable
 class Retriever(Protocol):

@@ -1,18 +1,16 @@
 """The same code against servers, by configuration alone: a real Chroma server (`chroma run`)
-and an OpenAI-compatible chat server (a minimal one, serving the real bundled default GGUF)."""
+and a real OpenAI-compatible model server (llama-cpp-python's own, serving the bundled default
+GGUF)."""
 
-import json
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import httpx
 import pytest
+from conftest import SAMPLES
 
 from kb.answer.types import Done, Token
 from kb.config import Settings
@@ -78,72 +76,85 @@ def test_unreachable_chroma_server_is_a_clear_error(tmp_path, corpus, open_kb):
         open_kb(settings).ingest([corpus])
 
 
-class _OpenAIChatHandler(BaseHTTPRequestHandler):
-    """Just enough of POST /v1/chat/completions (streaming or not) over a llama_cpp.Llama."""
-
-    llama = None
-    lock = threading.Lock()
-    requests: ClassVar[list] = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append(body)
-        params = {
-            "messages": body["messages"],
-            "max_tokens": body.get("max_tokens") or 128,
-            "temperature": body.get("temperature", 0),
-            "stop": body.get("stop"),
-        }
-        with self.lock:
-            if body.get("stream"):
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                for chunk in self.llama.create_chat_completion(stream=True, **params):
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-            else:
-                result = json.dumps(self.llama.create_chat_completion(**params)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(result)))
-                self.end_headers()
-                self.wfile.write(result)
+MODEL_SERVER_KEY = "model-server-key-0123456789"
 
 
 @pytest.fixture(scope="module")
-def openai_server():
-    from llama_cpp import Llama
-
+def openai_server(tmp_path_factory):
+    """llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`, its
+    [server] extra) serving the bundled default GGUF on loopback, with an API key."""
     from kb.models.bundled import resolve_gguf
 
     settings = Settings()
     path = resolve_gguf(settings.llm_model, settings.models_dir)
-    _OpenAIChatHandler.llama = Llama(
-        model_path=str(path), n_ctx=4096, n_threads=2, seed=42, verbose=False
-    )
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), _OpenAIChatHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    port = free_port()
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(path), "--model_alias", "qwen",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--n_ctx", "4096", "--n_threads", "2", "--seed", "42",
+                "--api_key", MODEL_SERVER_KEY,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/v1"
+    headers = {"Authorization": f"Bearer {MODEL_SERVER_KEY}"}
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if httpx.get(f"{url}/models", headers=headers, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            assert time.monotonic() < deadline, "the model server did not start"
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def test_answers_through_an_openai_compatible_server(openai_server, sample_kb, open_kb):
-    settings = Settings(home=sample_kb, llm_url=openai_server, llm_remote_model="qwen")
-    events = list(open_kb(settings).stream("When does the Singapore office open?"))
+    settings = Settings(
+        home=sample_kb,
+        llm_url=openai_server,
+        llm_remote_model="qwen",
+        llm_api_key=MODEL_SERVER_KEY,
+    )
+    knowledge = open_kb(settings)
+    events = list(knowledge.stream("When does the Singapore office open?"))
     assert sum(isinstance(e, Token) for e in events) > 1, "the server's stream is relayed"
     assert isinstance(events[-1], Done)
     answer = events[-1].answer
     assert not answer.refused and "March 2027" in answer.answer
     assert answer.sources[0].source == "en/q3-all-hands.pptx"
-    sent = _OpenAIChatHandler.requests[-1]
-    assert sent["model"] == "qwen" and sent["stream"] is True
-    assert sent["messages"][0]["role"] == "system"
+    # The server applied the chain's stop sequences: the answer is one line.
+    assert answer.model_answer and "\n" not in answer.model_answer.strip()
+    # A server exposes no logits: the first-token check is skipped, the other gates ran.
+    assert not knowledge.chat_model.is_local
+    assert answer.diagnostics.get("p_not_found") is None
+    assert answer.diagnostics["relevance"] is not None and "support" in answer.diagnostics
+    assert knowledge.health()["chat_model"] == {"ok": True, "local": False}
+    assert knowledge.status()["models"]["refusal_checks"].startswith("reduced")
+
+
+def test_a_model_server_error_is_reported_with_its_status(openai_server, sample_kb, open_kb):
+    settings = Settings(
+        home=sample_kb, llm_url=openai_server, llm_remote_model="qwen", llm_api_key="wrong-key"
+    )
+    knowledge = open_kb(settings)
+    with pytest.raises(ModelError) as caught:
+        knowledge.ask("When does the Singapore office open?")
+    message = str(caught.value)
+    assert "answered HTTP 401" in message and "KB_LLM_API_KEY" in message
+    assert not knowledge.chat_model.busy, "the failed generation released the model"
+    assert knowledge.health()["chat_model"]["ok"] is False
 
 
 def test_unreachable_model_server_is_reported(sample_kb, open_kb):
@@ -155,3 +166,44 @@ def test_unreachable_model_server_is_reported(sample_kb, open_kb):
     assert "cannot connect to the model server" in message
     assert url in message and "KB_LLM_URL" in message
     assert not knowledge.chat_model.busy, "the failed generation released the model"
+
+
+def test_two_api_workers_sharing_chroma_and_a_model_server_answer_alike(
+    chroma_server, openai_server, tmp_path, open_kb
+):
+    """Two `kb serve` workers (separate KB_HOMEs, as on two hosts) over one Chroma server and
+    one model server: what one ingests, both answer the same way. The manifest is per KB_HOME,
+    so only the worker that ingested lists the documents (the README's deployment section)."""
+    import shutil
+
+    import openai
+    from server_support import running
+
+    from kb.server.app import create_app
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    shutil.copy(SAMPLES / "en" / "q3-all-hands.pptx", docs)
+    shutil.copy(SAMPLES / "en" / "travel-expense-policy.docx", docs)
+    shared = {
+        "chroma_url": chroma_server,
+        "collection": "workers",
+        "llm_url": openai_server,
+        "llm_remote_model": "qwen",
+        "llm_api_key": MODEL_SERVER_KEY,
+    }
+    first = open_kb(Settings(home=tmp_path / "host-a", **shared))
+    second = open_kb(Settings(home=tmp_path / "host-b", **shared))
+    assert not first.ingest([docs]).failed
+    answers = []
+    with running(create_app(first)) as url_a, running(create_app(second)) as url_b:
+        for url in (url_a, url_b):
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            reply = client.chat.completions.create(
+                model="workers",
+                messages=[{"role": "user", "content": "When does the Singapore office open?"}],
+            )
+            answers.append(reply.model_extra["kb"])
+    assert answers[0]["answer"] == answers[1]["answer"] and "March 2027" in answers[0]["answer"]
+    assert answers[0]["sources"] == answers[1]["sources"]
+    assert len(first.documents("workers")) == 2 and second.documents("workers") == []

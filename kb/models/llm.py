@@ -106,6 +106,10 @@ class ChatModel:
     def close(self) -> None:
         """Free the model's memory; the object is unusable afterwards."""
 
+    def reachable(self) -> tuple[bool, str | None]:
+        """Whether the model can answer now (a server: it responds), and why not."""
+        return True, None
+
     # --- shared -----------------------------------------------------------------------------
 
     def count_messages(self, messages: Sequence[BaseMessage]) -> int:
@@ -149,11 +153,13 @@ class LangChainChatModel(ChatModel):
         context_window: int,
         llama: Any | None = None,
         server_url: str = "",
+        api_key: str = "",
     ) -> None:
         super().__init__(name, context_window)
         self.chat = chat
         self._llama = llama
         self.server_url = server_url
+        self._api_key = api_key
 
     @property
     def is_local(self) -> bool:
@@ -182,6 +188,23 @@ class LangChainChatModel(ChatModel):
         if self._llama is not None:
             self._llama.close()
             self._llama = None
+
+    def reachable(self) -> tuple[bool, str | None]:
+        if self._llama is not None or not self.server_url:
+            return True, None
+        import httpx
+
+        try:
+            response = httpx.get(
+                self.server_url.rstrip("/") + "/models",
+                headers={"Authorization": f"Bearer {self._api_key}"},
+                timeout=3,
+            )
+        except httpx.HTTPError as exc:
+            return False, f"model server {self.server_url} unreachable ({type(exc).__name__})"
+        if response.status_code >= 400:
+            return False, f"model server {self.server_url} answered HTTP {response.status_code}"
+        return True, None
 
     def _first_step_watch(
         self,
@@ -352,6 +375,7 @@ def _remote_chat(settings: Settings) -> LangChainChatModel:
         f"{settings.llm_remote_model} @ {settings.llm_url}",
         settings.llm_ctx,
         server_url=settings.llm_url,
+        api_key=settings.llm_api_key,
     )
 
 
