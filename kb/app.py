@@ -175,6 +175,9 @@ class KnowledgeBase:
                 f"the knowledge base at {store.where()} has no documents in collection {name!r}: "
                 "run `kb ingest PATH` first"
             )
+        # Another embedding model is the more fundamental fault: say that before a missing
+        # keyword index, which `kb ingest` with the wrong model could not fix.
+        store.check_collection(name, self.settings.embed_model)
         mode = self.settings.retrieval
         if mode != "vector" and not store.keywords.ready(name):
             raise StoreError(

@@ -171,9 +171,10 @@ def test_unreachable_model_server_is_reported(sample_kb, open_kb):
 def test_two_api_workers_sharing_chroma_and_a_model_server_answer_alike(
     chroma_server, openai_server, tmp_path, open_kb
 ):
-    """Two `kb serve` workers (separate KB_HOMEs, as on two hosts) over one Chroma server and
-    one model server: what one ingests, both answer the same way. The manifest is per KB_HOME,
-    so only the worker that ingested lists the documents (the README's deployment section)."""
+    """Two `kb serve` workers over one Chroma server and one model server, sharing one KB_HOME
+    (the manifest and the keyword index, as the README's deployment section asks): what one
+    ingests, both answer the same way and both list. A worker on another KB_HOME has no keyword
+    index and says so instead of answering from vectors alone."""
     import shutil
 
     import openai
@@ -193,7 +194,8 @@ def test_two_api_workers_sharing_chroma_and_a_model_server_answer_alike(
         "llm_api_key": MODEL_SERVER_KEY,
     }
     first = open_kb(Settings(home=tmp_path / "host-a", **shared))
-    second = open_kb(Settings(home=tmp_path / "host-b", **shared))
+    second = open_kb(Settings(home=tmp_path / "host-a", **shared))
+    elsewhere = open_kb(Settings(home=tmp_path / "host-b", **shared))
     assert not first.ingest([docs]).failed
     answers = []
     with running(create_app(first)) as url_a, running(create_app(second)) as url_b:
@@ -206,4 +208,6 @@ def test_two_api_workers_sharing_chroma_and_a_model_server_answer_alike(
             answers.append(reply.model_extra["kb"])
     assert answers[0]["answer"] == answers[1]["answer"] and "March 2027" in answers[0]["answer"]
     assert answers[0]["sources"] == answers[1]["sources"]
-    assert len(first.documents("workers")) == 2 and second.documents("workers") == []
+    assert len(first.documents("workers")) == 2 and len(second.documents("workers")) == 2
+    with pytest.raises(StoreError, match="no keyword index"):
+        elsewhere.search("Singapore office", 1, collection="workers")

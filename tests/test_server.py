@@ -18,6 +18,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from conftest import KB_BIN, run_kb
 from pydantic import SecretStr
 from server_support import running, wait_ready, wait_until
 
@@ -189,16 +190,16 @@ def test_base64_vectors_are_little_endian_float32(server):
 
 
 def test_search_keeps_the_cli_contract(server):
-    response = httpx.post(
-        f"{server}/v1/search", json={"query": "Singapore office", "k": 2}, timeout=30
-    )
+    question = "When does the Singapore office open?"
+    response = httpx.post(f"{server}/v1/search", json={"query": question, "k": 2}, timeout=30)
     body = response.json()
-    assert body["query"] == "Singapore office" and len(body["results"]) == 2
+    assert body["query"] == question and len(body["results"]) == 2
     first = body["results"][0]
     assert set(first) == {"rank", "score", "source", "page", "title", "chunk_id", "text"}
     assert first["rank"] == 1 and first["source"] == "en/q3-all-hands.pptx"
+    assert "Singapore office opens" in first["text"]
     filtered = httpx.post(
-        f"{server}/v1/search", json={"query": "Singapore office", "folders": ["zh"]}, timeout=30
+        f"{server}/v1/search", json={"query": question, "folders": ["zh"]}, timeout=30
     ).json()
     assert filtered["results"] and all(r["source"].startswith("zh/") for r in filtered["results"])
     missing = httpx.post(f"{server}/v1/search", json={"query": "x", "collection": "nope"})
@@ -301,7 +302,6 @@ def test_api_keys_no_key_wrong_key_right_key(tmp_path, sample_kb, models, caplog
 
 
 def test_loopback_needs_no_key_but_any_other_address_does(sample_kb):
-    from conftest import run_kb
 
     result = run_kb("serve", "--host", "0.0.0.0", env={"KB_HOME": str(sample_kb)}, timeout=120)
     assert result.returncode == 2
@@ -453,7 +453,6 @@ def test_the_kb_serve_command_serves_and_stops_cleanly(sample_kb):
     import signal
     import subprocess
 
-    from conftest import KB_BIN
     from server_support import free_port
 
     port = free_port()
@@ -469,7 +468,9 @@ def test_the_kb_serve_command_serves_and_stops_cleanly(sample_kb):
     try:
         health = wait_ready(url, timeout=180)
         assert health["checks"]["chat_model"]["local"] is True
-        hits = httpx.post(f"{url}/v1/search", json={"query": "Singapore office"}, timeout=30)
+        hits = httpx.post(
+            f"{url}/v1/search", json={"query": "When does the Singapore office open?"}, timeout=30
+        )
         assert hits.json()["results"][0]["source"] == "en/q3-all-hands.pptx"
     finally:
         proc.send_signal(signal.SIGINT)
