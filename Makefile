@@ -79,16 +79,18 @@ container-test: setup
 	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
 # Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at
-# 20 moments of a large ingestion (and of forget, upload, a full disk), readers during writing,
-# prompt injection; figures in bench/results/reliability.{json,md}. `make test` runs the fast
-# subset (the 20 MB file, a few kills).
+# 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients and 4 page
+# sessions during an ingestion through kb serve, prompt injection; figures in
+# bench/results/reliability.{json,md}. `make test` runs the fast subset (the 20 MB file, a few
+# kills, the facade and the API from threads with a named fake model).
 reliability: setup
 	$(BIN)/python bench/hostile_bench.py
 	$(BIN)/python bench/crash_bench.py
 	$(BIN)/python bench/concurrency_bench.py
 	$(BIN)/python bench/injection_bench.py
 
-# 30 minutes of continuous answering; RSS, descriptors, threads and latency in soak.png.
+# 30 minutes of continuous answering through kb serve on loopback; the server's RSS, descriptors,
+# threads and latency in bench/results/soak.png.
 soak: setup
 	$(BIN)/python bench/soak_bench.py
 
