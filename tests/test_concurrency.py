@@ -1,10 +1,12 @@
 """Reading while writing: an ingestion runs while 8 threads search and ask through one
-`KnowledgeBase`, and two `kb ingest` processes share one KB_HOME.
+`KnowledgeBase`, or 8 API clients through `kb serve` while files are uploaded; two `kb ingest`
+processes share one KB_HOME.
 
 The asking threads use `FakeChatModel`, a named fake: with the real model the 4 askers would
 only queue behind one another on two cores; what is tested here is that retrieval, the chain
 and the store stay correct and responsive while the index is written. The real model under
-the same load is measured by bench/concurrency_bench.py.
+the same load (and page sessions beside the API clients) is measured by
+bench/concurrency_bench.py.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import os
 import subprocess
 import threading
 
+import httpx
+import openai
 import pytest
 from conftest import FACTS, KB_BIN, write_corpus
+from server_support import running
 from tests_support import assert_consistent, assert_consistent_home
 
 from kb.answer.types import Done
 from kb.models.fake import FakeChatModel
+from kb.server.app import create_app
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +94,83 @@ def test_search_and_ask_from_8_threads_during_an_ingestion(settings, open_kb, tm
     )
     assert_consistent(knowledge.store)
     assert len(knowledge.store.manifest.files("default")) == len(FACTS) + 30
+
+
+def test_8_api_clients_search_and_ask_during_an_upload(settings, open_kb, tmp_path, docwriters):
+    write_corpus(tmp_path / "base", docwriters)
+    write_reports(tmp_path / "more", 24)
+    model = FakeChatModel("The parking garage opens at 06:45 for badge holders [1].")
+    knowledge = open_kb(settings, chat_model=model)
+    knowledge.ingest([tmp_path / "base"])
+    uploading = threading.Event()
+    done = threading.Event()
+    errors: list[str] = []
+    during: dict[str, int] = {}
+
+    with running(create_app(knowledge, warm_up=False)) as url:
+
+        def upload() -> None:
+            files = [
+                ("files", (p.name, p.read_bytes(), "text/markdown"))
+                for p in sorted((tmp_path / "more").iterdir())
+            ]
+            uploading.set()
+            try:
+                response = httpx.post(f"{url}/v1/ingest", files=files, timeout=900)
+                assert response.status_code == 200, response.text
+                assert all(f["status"] == "added" for f in response.json()["files"])
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(f"upload: {exc!r}")
+            finally:
+                done.set()
+
+        def client(name: str, ask: bool) -> None:
+            uploading.wait()
+            chat = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            questions = list(FACTS.values())
+            n = 0
+            while not done.is_set():
+                question = questions[n % len(questions)]
+                try:
+                    if ask:
+                        stream = chat.chat.completions.create(
+                            model="default",
+                            messages=[{"role": "user", "content": f"What about {question}?"}],
+                            stream=True,
+                        )
+                        reasons = [c.choices[0].finish_reason for c in stream if c.choices]
+                        assert reasons[-1], "the stream ended without a finish reason"
+                    else:
+                        found = httpx.post(
+                            f"{url}/v1/search", json={"query": question, "k": 3}, timeout=300
+                        )
+                        assert found.status_code == 200 and found.json()["results"], found.text
+                except openai.APIStatusError as exc:
+                    # A full or slow question queue is a deliberate answer, not an error.
+                    if exc.status_code not in (429, 503):
+                        errors.append(f"{name}: {exc!r}")
+                        return
+                except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                    errors.append(f"{name}: {exc!r}")
+                    return
+                n += 1
+                if not done.is_set():
+                    during[name] = n
+
+        threads = [threading.Thread(target=upload)]
+        threads += [threading.Thread(target=client, args=(f"search-{i}", False)) for i in range(4)]
+        threads += [threading.Thread(target=client, args=(f"ask-{i}", True)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=900)
+    assert not errors, errors
+    # Every client was served while the upload was still being ingested.
+    assert sorted(during) == sorted(
+        [f"search-{i}" for i in range(4)] + [f"ask-{i}" for i in range(4)]
+    )
+    assert_consistent(knowledge.store)
+    assert len(knowledge.store.manifest.files("default")) == len(FACTS) + 24
 
 
 def test_two_ingest_processes_on_one_home_take_turns(tmp_path, docwriters):
