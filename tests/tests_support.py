@@ -31,7 +31,9 @@ def assert_groups_agree(store, collection: str = "default") -> None:
     records = store.manifest.files(collection).values()
     assert all(r.pending_groups is None for r in records), "a change of readers is in flight"
     wanted = {i: chunk_groups(r.groups) for r in records for i in r.chunk_ids}
-    stored = {h.chunk_id: list(h.metadata.get("groups") or []) for h in store.iter_chunks(collection)}
+    stored = {
+        h.chunk_id: list(h.metadata.get("groups") or []) for h in store.iter_chunks(collection)
+    }
     assert stored == wanted, "chunk readers in Chroma differ from their file's"
     sep = "\x1f"
     packed = {i: sep + sep.join(g) + sep for i, g in wanted.items()}
