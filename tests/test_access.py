@@ -561,3 +561,60 @@ def test_cli_as_user_users_and_audit(home):
     users = {json.loads(line)["user"] for line in audit.stdout.splitlines()}
     assert "bo" in users and "finn" not in users
     assert os.environ.get("KB_HOME") != str(home)
+
+
+# --- the API ---------------------------------------------------------------------------------
+
+
+def test_api_reads_as_the_key_owner(home, models):
+    import httpx
+    from server_support import running
+
+    from kb.server.app import create_app
+
+    settings = Settings(
+        home=home,
+        api_keys="operator-key-0123456789",
+        trusted_proxy_header="X-Remote-User",
+        trusted_proxies="127.0.0.1",
+    )
+    with KnowledgeBase(settings, models=models) as base:
+        keys = {user: base.users.new_api_key(user) for user in ("finn", "eve")}
+        with running(create_app(base, warm_up=False)) as url:
+
+            def call(method: str, path: str, key: str | None = None, **kwargs):
+                headers = kwargs.pop("headers", {})
+                if key:
+                    headers["Authorization"] = f"Bearer {key}"
+                return httpx.request(method, url + path, headers=headers, timeout=120, **kwargs)
+
+            question = DOCS["finance/q3-report.md"][1]
+            assert call("POST", "/v1/search", json={"query": question}).status_code == 401
+            assert (
+                call(
+                    "POST", "/v1/search", "wrong-key-0123456789", json={"query": question}
+                ).status_code
+                == 401
+            )
+            for user, key in keys.items():
+                found = call("POST", "/v1/search", key, json={"query": question, "k": 8})
+                assert found.status_code == 200, found.text
+                sources = {r["source"] for r in found.json()["results"]}
+                assert sources and sources <= READS[user], (user, sources)
+                listed = call("GET", "/v1/documents", key).json()["documents"]
+                assert {d["source"] for d in listed} == READS[user]
+            operator = call(
+                "POST", "/v1/search", "operator-key-0123456789", json={"query": question}
+            )
+            assert operator.json()["results"][0]["source"] == "finance/q3-report.md"
+            proxied = call(
+                "POST",
+                "/v1/search",
+                json={"query": question, "k": 8},
+                headers={"X-Remote-User": "eve"},
+            )
+            assert {r["source"] for r in proxied.json()["results"]} <= READS["eve"]
+            upload = call(
+                "POST", "/v1/ingest", keys["eve"], files={"files": ("x.md", b"# x\n\nhi")}
+            )
+            assert upload.status_code == 403

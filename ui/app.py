@@ -460,9 +460,10 @@ def _sign_in(knowledge: KnowledgeBase, lang: str) -> None:
 def _address() -> str:
     """The browser's address, for the sign-in lockout ("" when Streamlit cannot tell)."""
     try:
-        return str(st.context.ip_address or "")
+        address = st.context.ip_address
     except Exception:  # noqa: BLE001 - older Streamlit, or no browser (tests)
         return ""
+    return address if isinstance(address, str) else ""
 
 
 def _reader(knowledge: KnowledgeBase) -> KnowledgeBase | None:
