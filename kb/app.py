@@ -387,14 +387,24 @@ class KnowledgeBase:
     def delete_document(self, document_id: str, collection: str | None = None) -> Document | None:
         """Remove one document (by `Document.id`) and its chunks; an uploaded file's stored copy
         goes too, so it is really gone. None when the collection holds no such document (or
-        none the principal may read). A principal needs the upload right for it."""
+        none the principal may read). A principal other than an administrator may delete only
+        what was uploaded into the folders of their groups."""
         name = validate_collection(self._collection(collection))
         store = self.store
-        if self.principal is not None and not self.principal.upload_groups:
-            raise AccessDenied(f"{self.principal.name} may not delete documents")
+        own_folders = None  # the upload folders a principal may delete from; None: any
+        if self.principal is not None and not self.principal.admin:
+            uploads = self.settings.uploads_dir.resolve()
+            own_folders = {str(uploads / g) for g in self.principal.upload_groups}
+            if not own_folders:
+                raise AccessDenied(f"{self.principal.name} may not delete documents")
         with store.write_lock():
             for record in store.manifest.files(name).values():
                 if record.document_id == document_id and self._readable(record.groups):
+                    if own_folders is not None and record.root not in own_folders:
+                        raise AccessDenied(
+                            f"{self.principal.name} may delete only documents uploaded into "
+                            "their groups' folders"
+                        )
                     document = self._document(record)
                     store.remove_file(name, record)
                     if document.uploaded:

@@ -813,6 +813,7 @@ def evaluate(
         ),
     ] = True,
     collection: CollectionOpt = None,
+    as_user: AsOpt = None,
 ) -> None:
     """Measure retrieval (and answers) on question sets; writes JSON, Markdown and a chart."""
     from kb.eval import report, runner
@@ -840,7 +841,10 @@ def evaluate(
             distractors=list(distractors or []),
             collection=collection,
             rewrite=rewrite,
+            as_user=as_user,
         )
+        if as_user is not None and ingest_docs:
+            raise UserError("--as reads an existing knowledge base: leave out --ingest-docs")
         destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
         progress = Progress(
             SpinnerColumn(),

@@ -336,6 +336,29 @@ def test_changing_groups_rewrites_metadata_without_embedding(tmp_path, open_kb):
     assert base.as_user("finn").documents() == []
 
 
+def test_uploads_go_into_the_uploaders_group(tmp_path, open_kb):
+    base, _ = _small_kb(tmp_path, open_kb)
+    base.users.set_groups("hana", upload=True)
+    hana, finn = base.as_user("hana"), base.as_user("finn")
+    note = b"# Offsite\n\nThe hr offsite takes place at Lake Vindel in October."
+    report = hana.store_uploads([("offsite.md", note)])
+    assert not report.failed and report.summary.added == 1
+    (uploaded,) = [d for d in hana.documents() if d.uploaded]
+    assert uploaded.groups == ("hr",)
+    question = "Where does the hr offsite take place?"
+    assert hana.search(question, k=1).hits[0].source == "offsite.md"
+    assert "offsite.md" not in sources_of(finn.search(question, k=8))
+    with pytest.raises(AccessDenied):
+        hana.store_uploads([("x.md", note)], group="finance")
+    open_doc = next(d for d in hana.documents() if d.source == "open.md")
+    with pytest.raises(AccessDenied):
+        hana.delete_document(open_doc.id)  # readable, but not her upload
+    with pytest.raises(AccessDenied):
+        finn.delete_document(uploaded.id)  # no upload right at all
+    assert hana.delete_document(uploaded.id).source == "offsite.md"
+    assert not [d for d in base.documents() if d.uploaded]
+
+
 REGROUP_DRIVER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
@@ -561,6 +584,22 @@ def test_cli_as_user_users_and_audit(home):
     users = {json.loads(line)["user"] for line in audit.stdout.splitlines()}
     assert "bo" in users and "finn" not in users
     assert os.environ.get("KB_HOME") != str(home)
+
+
+def test_eval_measures_what_a_user_may_read(home, tmp_path):
+    from kb.eval.runner import EvalRequest, evaluate
+
+    qa = tmp_path / "qa.jsonl"
+    lines = [
+        {"id": source, "question": question, "gold_ids": [source]}
+        for source, (_, question, _) in DOCS.items()
+    ]
+    qa.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    settings = Settings(home=home)
+    outcome = evaluate(settings, EvalRequest(qa_files=[qa], ks=[1], as_user="eve", rewrite=False))
+    seen = {r["source"] for record in outcome.records for r in record["retrieved"]}
+    assert seen and seen <= READS["eve"]
+    assert outcome.summary["meta"]["as_user"] == "eve"
 
 
 # --- the API ---------------------------------------------------------------------------------

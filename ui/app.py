@@ -447,7 +447,7 @@ def _sign_in(knowledge: KnowledgeBase, lang: str) -> None:
         return
     result = knowledge.sign_in(name.strip(), password, _address())
     if result.principal is not None:
-        st.session_state["principal"] = result.principal
+        st.session_state["principal"] = result.principal.name
         st.session_state["turns"] = []
         st.session_state.pop("conversation_id", None)
         st.rerun()
@@ -471,8 +471,11 @@ def _reader(knowledge: KnowledgeBase) -> KnowledgeBase | None:
     Without accounts there is no sign-in and the page reads everything, as before."""
     if not knowledge.needs_sign_in():
         return knowledge
-    principal = st.session_state.get("principal")
+    name = st.session_state.get("principal")
+    # Read afresh on every run: a removed account or changed groups apply at once.
+    principal = knowledge.user_principal(name) if name else None
     if principal is None:
+        st.session_state.pop("principal", None)
         return None
     return knowledge.as_principal(principal)
 

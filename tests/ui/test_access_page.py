@@ -85,3 +85,17 @@ def test_user_sees_only_their_groups(accounts) -> None:
     message = [m for m in at.chat_message if m.name == "assistant"][-1]
     assert message.warning, "nothing readable: the page refuses"
     assert not message.expander, "no source or nearest document is shown"
+
+    # The conversation is kept: a later session of the same user resumes it.
+    at = sign_in(new_page(), "otto", PASSWORD)
+    assert not [m for m in at.chat_message if m.name == "assistant"]
+    resume = [b for b in at.sidebar.button if b.key and b.key.startswith("resume-")]
+    assert len(resume) == 1
+    resume[0].click().run()
+    assert not at.exception, at.exception
+    assert [m for m in at.chat_message if m.name == "user"]
+    assert not [
+        b
+        for b in sign_in(new_page(), "sam", PASSWORD).sidebar.button
+        if b.key and b.key.startswith("resume-")
+    ]
