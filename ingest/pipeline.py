@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from kb.access import AccessResolver
 from kb.config import Settings
-from kb.errors import StoreError
+from kb.errors import InputError, StoreError
 from kb.ingest.discover import FoundFile, describe_supported, file_hash, walk
 from kb.ingest.load import Document, LoadError
 from kb.ingest.split import Chunk
@@ -90,6 +91,7 @@ class IngestSummary:
     unchanged: int = 0
     removed: int = 0
     renamed: int = 0
+    regrouped: int = 0  # files whose readers changed (metadata rewritten, nothing embedded)
     failed: list[Failure] = field(default_factory=list)
     chunks: int = 0  # chunks written this run (embedded or copied)
     embedded: int = 0  # chunks that went through the embedding model
@@ -103,6 +105,7 @@ class IngestSummary:
             "unchanged": self.unchanged,
             "removed": self.removed,
             "renamed": self.renamed,
+            "regrouped": self.regrouped,
             "failed": [{"path": f.path, "error": f.error} for f in self.failed],
             "chunks": self.chunks,
             "embedded": self.embedded,
@@ -149,6 +152,7 @@ class _Plan:
         default_factory=list
     )  # found, display, error
     renamed_from: set[tuple[str, str]] = field(default_factory=set)
+    regroup: list[tuple[FileRecord, tuple[str, ...]]] = field(default_factory=list)
 
 
 def _display(found: FoundFile, roots: int) -> str:
@@ -248,7 +252,11 @@ class Pipeline:
         embeddings_factory: Callable[[], KbEmbeddings],
         collection: str | None = None,
         progress: ProgressCallback | None = None,
+        groups: tuple[str, ...] | None = None,
     ) -> None:
+        """`groups`: the readers of the folders given (kb.access), remembered for them; None
+        keeps what was declared before."""
+        self.groups = groups
         self.settings = settings
         self.store = store
         self._embeddings_factory = embeddings_factory
@@ -283,9 +291,17 @@ class Pipeline:
         for root, found_files in roots.items():
             records = manifest.files(self.collection, root)
             failures = manifest.failures(self.collection, root)
+            if self.groups is not None:
+                manifest.set_root_groups(self.collection, root, self.groups)
+            access = AccessResolver(Path(root), manifest.root_groups(self.collection, root))
             seen: set[str] = set()
             for found in found_files:
                 seen.add(found.source)
+                try:
+                    groups = access.groups_for(found.source)
+                except InputError as exc:
+                    plan.failures.append((found, _display(found, n_roots), str(exc)))
+                    continue
                 display = _display(found, n_roots)
                 if found.problem:
                     plan.failures.append((found, display, found.problem))
@@ -321,15 +337,21 @@ class Pipeline:
                         root, found.source, record.file_hash, found.size, found.mtime_ns
                     )
                     plan.unchanged.append((found, replace(entry, title=record.title), False))
+                    if record.groups != groups:
+                        plan.regroup.append((record, groups))
                     continue
                 try:
                     digest = file_hash(found.path)
                 except OSError as exc:
                     plan.failures.append((found, display, f"unreadable ({exc.strerror or exc})"))
                     continue
-                entry = FileEntry(root, found.source, digest, found.size, found.mtime_ns)
+                entry = FileEntry(
+                    root, found.source, digest, found.size, found.mtime_ns, groups=groups
+                )
                 if record and record.complete and record.file_hash == digest:
                     plan.unchanged.append((found, replace(entry, title=record.title), True))
+                    if record.groups != groups:
+                        plan.regroup.append((record, groups))
                     continue
                 failure = failures.get(found.source)
                 if failure and failure.file_hash == digest:
@@ -391,6 +413,7 @@ class Pipeline:
             )
             try:
                 self._record_unchanged(plan, summary)
+                self._regroup(plan, summary)
                 self._record_failures(plan, summary)
                 copies = [w for w in todo if w.copy_from is not None]
                 fresh = [w for w in todo if w.copy_from is None]
@@ -412,6 +435,12 @@ class Pipeline:
         for _, entry in touched:
             self.store.touch_file(self.collection, entry)
         summary.unchanged = len(plan.unchanged)
+
+    def _regroup(self, plan: _Plan, summary: IngestSummary) -> None:
+        for record, groups in plan.regroup:
+            n = self.store.set_groups(self.collection, record, groups)
+            summary.regrouped += 1
+            self.progress(Event("file", source=record.source, status="regrouped", chunks=n))
 
     def _fail(self, work: _Work, error: str, summary: IngestSummary) -> None:
         summary.failed.append(Failure(work.display, error))
@@ -546,6 +575,7 @@ class Pipeline:
             "position": chunk.position,
             "kind": chunk.kind,
             "tokens": chunk.tokens,
+            "groups": list(entry.groups),
         }
         if chunk.page is not None:
             meta["page"] = int(chunk.page)

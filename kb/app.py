@@ -12,6 +12,7 @@ can share one `ModelCache`, so models load once per process.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from kb.access import Principal, parse_groups
 from kb.answer.chain import AnswerChain
 from kb.answer.policy import RefusalPolicy
-from kb.answer.types import Answer, AnswerEvent
+from kb.answer.types import Answer, AnswerEvent, Done
+from kb.audit import AuditLog
 from kb.config import Settings
-from kb.errors import InputError, KbError, StoreError
+from kb.errors import AccessDenied, InputError, KbError, StoreError
 from kb.filters import SearchFilter
 from kb.ingest.discover import supported_extensions
 from kb.ingest.pipeline import IngestSummary, Pipeline, ProgressCallback, forget
@@ -54,6 +57,7 @@ from kb.retrieve import (
 )
 from kb.status import knowledge_base_status
 from kb.store import Store, validate_collection
+from kb.users import Conversation, SignIn, User, Users
 
 # What shells need beside the facade itself: filters they pass in, results they render.
 __all__ = [
@@ -63,13 +67,17 @@ __all__ = [
     "TOO_MANY_FILES",
     "UNSAFE_NAME",
     "UNSUPPORTED_TYPE",
+    "Conversation",
     "Document",
     "IngestSummary",
     "KnowledgeBase",
+    "Principal",
     "SearchFilter",
     "SearchResult",
+    "SignIn",
     "UploadReport",
     "UploadedFile",
+    "User",
     "supported_extensions",
 ]
 
@@ -85,6 +93,7 @@ class Document:
     size: int
     ingested_at: float
     uploaded: bool  # stored by an upload (page or API) rather than ingested from a folder
+    groups: tuple[str, ...] = ()  # who may read it; () when undeclared (KB_DEFAULT_ACCESS)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +104,7 @@ class Document:
             "size": self.size,
             "ingested_at": self.ingested_at,
             "uploaded": self.uploaded,
+            "groups": list(self.groups),
         }
 
 
@@ -120,16 +130,32 @@ class KnowledgeBase:
         self._chains: dict[str, AnswerChain] = {}
         self._lock = threading.RLock()
         self._closed = False
+        # Who reads through this object: None for the knowledge base's operator (the CLI
+        # without --as, a page or API without accounts), who may read everything.
+        self.principal: Principal | None = None
+        self._view = False
+        self.users = Users(
+            settings.users_path, settings.login_max_failures, settings.login_lockout_seconds
+        )
+        self.audit = AuditLog(
+            settings.audit_path,
+            int(settings.audit_max_mb * 2**20),
+            settings.audit_backups,
+            settings.audit_answers,
+        )
 
     # --- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
         """Free what this knowledge base holds (and its models, unless they are shared)."""
+        if self._view:
+            return  # the knowledge base it looks through owns the parts
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._chains.clear()
+            self.users.close()
             if self._store is not None:
                 self._store.close()
                 self._store = None
@@ -141,6 +167,58 @@ class KnowledgeBase:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # --- who reads -----------------------------------------------------------------------------
+
+    def as_principal(self, principal: Principal | None) -> KnowledgeBase:
+        """This knowledge base as `principal` reads it: every search, answer, listing and
+        upload through the returned object is limited to what their groups may read. It
+        shares the store, models and chains with this one; closing it closes nothing."""
+        _ = self.store  # created here, so that both objects share it
+        view = copy.copy(self)
+        view.principal = principal
+        view._view = True
+        view._own_models = False
+        return view
+
+    def as_user(self, name: str) -> KnowledgeBase:
+        """`as_principal` for the account `name` (an InputError when there is none)."""
+        return self.as_principal(self.users.get_required(name).principal)
+
+    def sign_in(self, name: str, password: str, address: str = "") -> SignIn:
+        """Check a user's password (with lockout after repeated failures)."""
+        return self.users.sign_in(name, password, address)
+
+    def api_key_owner(self, key: str) -> Principal | None:
+        """The user an API key (`kb users key NAME`) belongs to, or None."""
+        return self.users.key_owner(key) if key else None
+
+    def user_principal(self, name: str) -> Principal | None:
+        """The principal of account `name` (a single sign-on proxy named them), or None."""
+        user = self.users.get(name) if name else None
+        return None if user is None else user.principal
+
+    def needs_sign_in(self) -> bool:
+        """Whether the page must ask who is reading: once any account exists."""
+        return self.users.any()
+
+    def access_filter(self, filters: SearchFilter | None = None) -> SearchFilter | None:
+        """`filters` narrowed to what the principal may read; every retrieval goes through it."""
+        if self.principal is None:
+            return filters
+        readers = self.principal.readable(self.settings.default_access)
+        if readers is None:
+            return filters
+        return SearchFilter(groups=readers).narrowed(filters)
+
+    def _readable(self, groups: Sequence[str]) -> bool:
+        return self.principal is None or self.principal.can_read(
+            groups, self.settings.default_access
+        )
+
+    def _require_admin(self, what: str) -> None:
+        if self.principal is not None and not self.principal.admin:
+            raise AccessDenied(f"{what} needs an administrator")
 
     # --- parts, built on first need ----------------------------------------------------------
 
@@ -219,19 +297,25 @@ class KnowledgeBase:
         collection: str | None = None,
         prune: bool = True,
         progress: ProgressCallback | None = None,
+        groups: Iterable[str] | str | None = None,
     ) -> IngestSummary:
-        """Add files and folders; re-running touches only what changed."""
+        """Add files and folders; re-running touches only what changed. `groups`: who may
+        read the folders given (kb.access), remembered for them; changing it rewrites their
+        chunks' readers without re-embedding. None keeps what was declared before."""
+        self._require_admin("ingesting folders")
         pipeline = Pipeline(
             self.settings,
             self.store,
             lambda: self.embeddings,
             collection=self._collection(collection),
             progress=progress,
+            groups=None if groups is None else parse_groups(groups),
         )
         return pipeline.run(list(paths), prune=prune)
 
     def forget(self, path: str, collection: str | None = None) -> list[str]:
         """Remove the chunks of the file(s) ingested as `path`; returns their sources."""
+        self._require_admin("forgetting files")
         return forget(self.store, self._collection(collection), path)
 
     def store_uploads(
@@ -239,12 +323,34 @@ class KnowledgeBase:
         files: Sequence[tuple[str, bytes]],
         collection: str | None = None,
         progress: Callable[[Any], None] | None = None,
+        group: str | None = None,
     ) -> UploadReport:
         """Save uploaded (name, bytes) pairs under the uploads folder and ingest them, within
-        the upload limits of the settings (KB_UPLOAD_MAX_FILES, KB_UPLOAD_MAX_MB)."""
+        the upload limits of the settings (KB_UPLOAD_MAX_FILES, KB_UPLOAD_MAX_MB).
+
+        A principal needs the upload right; their files go into the folder of `group` (one of
+        their own groups, the first by default) and are readable by that group."""
+        folder, groups = self.settings.uploads_dir, None
+        if self.principal is not None:
+            allowed = self.principal.upload_groups
+            if not allowed:
+                raise AccessDenied(f"{self.principal.name} may not upload documents")
+            group = group or allowed[0]
+            if group not in allowed:
+                raise AccessDenied(f"{self.principal.name} may not upload into {group!r}")
+            folder, groups = folder / group, (group,)
+        elif group is not None:
+            folder, groups = folder / parse_groups(group)[0], parse_groups(group)[:1]
 
         def ingest(paths: list[Path], on_event: Callable[[Any], None]) -> IngestSummary:
-            return self.ingest(paths, collection=collection, prune=False, progress=on_event)
+            return Pipeline(
+                self.settings,
+                self.store,
+                lambda: self.embeddings,
+                collection=self._collection(collection),
+                progress=on_event,
+                groups=groups,
+            ).run(paths, prune=False)
 
         s = self.settings
         limits = UploadLimits(
@@ -252,10 +358,11 @@ class KnowledgeBase:
             max_bytes=int(s.upload_max_mb * 2**20),
             max_file_bytes=int(s.max_file_mb * 2**20),
         )
-        return handle_uploads(s.uploads_dir, files, ingest, progress, limits)
+        return handle_uploads(folder, files, ingest, progress, limits)
 
     def _document(self, record: Any) -> Document:
         uploads = str(self.settings.uploads_dir.resolve())
+        root = str(record.root)
         return Document(
             id=record.document_id,
             source=record.source,
@@ -263,23 +370,41 @@ class KnowledgeBase:
             chunks=len(record.chunk_ids),
             size=record.size,
             ingested_at=record.ingested_at,
-            uploaded=record.root == uploads,
+            uploaded=root == uploads or root.startswith(uploads + "/"),
+            groups=tuple(record.groups),
         )
 
     def documents(self, collection: str | None = None) -> list[Document]:
         """The files of `collection` whose chunks are all written, by source."""
         name = validate_collection(self._collection(collection))
-        records = [r for r in self.store.manifest.files(name).values() if r.complete]
+        records = [
+            r
+            for r in self.store.manifest.files(name).values()
+            if r.complete and self._readable(r.groups)
+        ]
         return sorted((self._document(r) for r in records), key=lambda d: (d.source, d.id))
 
     def delete_document(self, document_id: str, collection: str | None = None) -> Document | None:
         """Remove one document (by `Document.id`) and its chunks; an uploaded file's stored copy
-        goes too, so it is really gone. None when the collection holds no such document."""
+        goes too, so it is really gone. None when the collection holds no such document (or
+        none the principal may read). A principal other than an administrator may delete only
+        what was uploaded into the folders of their groups."""
         name = validate_collection(self._collection(collection))
         store = self.store
+        own_folders = None  # the upload folders a principal may delete from; None: any
+        if self.principal is not None and not self.principal.admin:
+            uploads = self.settings.uploads_dir.resolve()
+            own_folders = {str(uploads / g) for g in self.principal.upload_groups}
+            if not own_folders:
+                raise AccessDenied(f"{self.principal.name} may not delete documents")
         with store.write_lock():
             for record in store.manifest.files(name).values():
-                if record.document_id == document_id:
+                if record.document_id == document_id and self._readable(record.groups):
+                    if own_folders is not None and record.root not in own_folders:
+                        raise AccessDenied(
+                            f"{self.principal.name} may delete only documents uploaded into "
+                            "their groups' folders"
+                        )
                     document = self._document(record)
                     store.remove_file(name, record)
                     if document.uploaded:
@@ -294,17 +419,33 @@ class KnowledgeBase:
         store = self.store
         found = []
         for name in store.collection_names():
-            count = store.count(name)
+            count = store.count(name) if self._unrestricted else self._readable_chunks(name)
             if count:
                 found.append(
                     {"name": name, "chunks": count, "embed_model": store.embed_model_of(name)}
                 )
         return found
 
+    @property
+    def _unrestricted(self) -> bool:
+        return self.principal is None or self.principal.admin
+
+    def _readable_chunks(self, collection: str) -> int:
+        """Chunks of the collection the principal may read (the manifest's count, so no
+        hidden document shows in it)."""
+        return sum(
+            len(r.chunk_ids)
+            for r in self.store.manifest.files(collection).values()
+            if r.complete and self._readable(r.groups)
+        )
+
     def has_documents(self, collection: str | None = None) -> bool:
+        """Whether the collection holds documents the principal may read."""
         name = self._collection(collection)
         store = self.store
-        return store.has_collection(name) and store.count(name) > 0
+        if not (store.has_collection(name) and store.count(name) > 0):
+            return False
+        return self._unrestricted or self._readable_chunks(name) > 0
 
     def doctor(self, verify: bool = True) -> dict[str, Any]:
         """Whether this machine and configuration can run the knowledge base (kb.doctor), and
@@ -314,8 +455,86 @@ class KnowledgeBase:
         return diagnose(self.settings, self.store, verify)
 
     def status(self) -> dict[str, Any]:
-        """Collections, files, chunks, size on disk, models and the last ingestion."""
-        return knowledge_base_status(self.settings, self.store)
+        """Collections, files, chunks, size on disk, models and the last ingestion; for a
+        principal, only the collections and counts of what they may read, and no server paths."""
+        report = knowledge_base_status(self.settings, self.store)
+        if self._unrestricted:
+            return report
+        kept = []
+        for c in report["collections"]:
+            records = [
+                r
+                for r in self.store.manifest.files(c["name"]).values()
+                if r.complete and self._readable(r.groups)
+            ]
+            if not records:
+                continue
+            chunks = sum(len(r.chunk_ids) for r in records)
+            last = c.get("last_ingestion")
+            kept.append(
+                {
+                    **c,
+                    "files": len(records),
+                    "chunks": chunks,
+                    "chunks_recorded": chunks,
+                    "last_ingestion": last and {"finished_at": last["finished_at"]},
+                }
+            )
+        return {**report, "home": None, "chroma": None, "size_bytes": None, "collections": kept}
+
+    # --- what readers keep -------------------------------------------------------------------
+
+    def _reader(self) -> str:
+        if self.principal is None:
+            raise AccessDenied("conversations and feedback belong to a signed-in user")
+        return self.principal.name
+
+    def save_conversation(self, conversation: Conversation) -> None:
+        """Keep the principal's conversation (created or updated); never anyone else's."""
+        conversation.user = self._reader()
+        self.users.save_conversation(conversation)
+
+    def conversations(self) -> list[Conversation]:
+        return self.users.conversations(self._reader())
+
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        return self.users.conversation(self._reader(), conversation_id)
+
+    def delete_conversation(self, conversation_id: str) -> bool:
+        return self.users.delete_conversation(self._reader(), conversation_id)
+
+    def feedback(
+        self, answer: Answer, rating: int, comment: str = "", collection: str | None = None
+    ) -> int:
+        """Store a reader's thumbs up (1) or down (-1) on `answer`, with its question and
+        sources, for `export_feedback`."""
+        return self.users.add_feedback(
+            self._reader(),
+            self._collection(collection),
+            answer.question,
+            answer.answer,
+            [s.source for s in answer.sources],
+            rating,
+            comment,
+        )
+
+    def export_feedback(self, since: float = 0.0) -> list[dict[str, Any]]:
+        """Feedback as `kb eval` question lines: `question`, and for answers marked helpful
+        their cited sources as `gold_ids` and their text as a reference answer
+        (administrators only). Answers marked unhelpful keep only the question: the test set
+        learns what employees ask, not what the model got wrong."""
+        self._require_admin("exporting feedback")
+        lines = []
+        for item in self.users.feedback(since):
+            line: dict[str, Any] = {"id": f"feedback-{item['id']}", "question": item["question"]}
+            if item["rating"] > 0 and item["sources"]:
+                line["gold_ids"] = item["sources"]
+                line["answers"] = [item["answer"]]
+            line["feedback"] = {
+                k: item[k] for k in ("rating", "comment", "user", "collection", "answer", "at")
+            }
+            lines.append(line)
+        return lines
 
     def search(
         self,
@@ -327,8 +546,35 @@ class KnowledgeBase:
     ) -> SearchResult:
         """The chunks that best match `query`, with scores; no chat model is loaded.
         `as_of`: the year the question is asked in, when not this one."""
-        return self.retriever(collection).search(
-            query, k or self.settings.top_k, filters, as_of=as_of
+        result = self.retriever(collection).search(
+            query, k or self.settings.top_k, self.access_filter(filters), as_of=as_of
+        )
+        self._audit(
+            "search", collection, query, [h.source for h in result.hits], hits=len(result.hits)
+        )
+        return result
+
+    def _audit(
+        self,
+        action: str,
+        collection: str | None,
+        question: str,
+        retrieved: list[str],
+        cited: list[str] | None = None,
+        answer: str | None = None,
+        **extra: Any,
+    ) -> None:
+        if not self.settings.audit:
+            return
+        self.audit.record(
+            action,
+            None if self.principal is None else self.principal.name,
+            self._collection(collection),
+            question,
+            retrieved,
+            cited,
+            answer,
+            **extra,
         )
 
     def standalone_question(
@@ -346,8 +592,31 @@ class KnowledgeBase:
         filters: SearchFilter | None = None,
         trace: bool = False,
     ) -> Iterator[AnswerEvent]:
-        """The answer as typed events (kb.answer.types), ending with `Done(answer)`."""
-        return self.chain(collection).stream(question, history, filters, trace)
+        """The answer as typed events (kb.answer.types), ending with `Done(answer)`.
+
+        `history` is the reader's own conversation: follow-ups are rewritten from it alone."""
+        events = self.chain(collection).stream(
+            question, history, self.access_filter(filters), trace
+        )
+        return self._audited(events, collection)
+
+    def _audited(
+        self, events: Iterator[AnswerEvent], collection: str | None
+    ) -> Iterator[AnswerEvent]:
+        for event in events:
+            if isinstance(event, Done):
+                a = event.answer
+                self._audit(
+                    "ask",
+                    collection,
+                    a.question,
+                    [s.source for s in (*a.sources, *a.also_retrieved)],
+                    [] if a.refused else [s.source for s in a.sources],
+                    a.answer,
+                    standalone_question=a.standalone_question,
+                    refused=a.refused,
+                )
+            yield event
 
     def ask(
         self,
@@ -357,7 +626,13 @@ class KnowledgeBase:
         filters: SearchFilter | None = None,
         trace: bool = False,
     ) -> Answer:
-        return self.chain(collection).invoke(question, history, filters, trace)
+        final = None
+        for event in self.stream(question, history, collection, filters, trace):
+            if isinstance(event, Done):
+                final = event.answer
+        if final is None:
+            raise KbError("the answer stream ended without an answer")
+        return final
 
     def embed(
         self, texts: Sequence[str], kind: Literal["passage", "query"] = "passage"
@@ -424,7 +699,9 @@ class KnowledgeBase:
     ) -> LangChainRetriever:
         """This knowledge base as a LangChain `BaseRetriever`, for chains built elsewhere."""
         return LangChainRetriever(
-            retriever=self.retriever(collection), k=k or self.settings.top_k, filters=filters
+            retriever=self.retriever(collection),
+            k=k or self.settings.top_k,
+            filters=self.access_filter(filters),
         )
 
     @staticmethod

@@ -63,6 +63,14 @@ FileTypeOpt = Annotated[
 ]
 
 
+AsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as", help="Read as this user: only documents their groups may read (kb users)."
+    ),
+]
+
+
 class UserError(KbError):
     """A problem with the command line itself; shown as one line, never as a traceback."""
 
@@ -137,10 +145,11 @@ def _settings() -> Settings:
 
 
 @contextmanager
-def _knowledge_base() -> Iterator[KnowledgeBase]:
-    """The facade for this command, closed (models freed) when the command ends."""
+def _knowledge_base(as_user: str | None = None) -> Iterator[KnowledgeBase]:
+    """The facade for this command, closed (models freed) when the command ends; with
+    `as_user`, limited to what that user may read."""
     with KnowledgeBase(_settings()) as knowledge:
-        yield knowledge
+        yield knowledge if as_user is None else knowledge.as_user(as_user)
 
 
 def _one_line(text: str) -> str:
@@ -230,6 +239,14 @@ def ingest(
     prune: Annotated[
         bool, typer.Option("--prune/--no-prune", help="Remove files gone from the folder.")
     ] = True,
+    groups: Annotated[
+        str | None,
+        typer.Option(
+            "--groups",
+            help="Who may read these folders, e.g. hr,managers ('everyone': all users); "
+            "remembered; a .kbaccess file in a subfolder overrides it there.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add documents to the knowledge base; re-running touches only what changed."""
@@ -252,7 +269,11 @@ def ingest(
         )
         with progress:
             summary = knowledge.ingest(
-                paths, collection=collection, prune=prune, progress=_IngestProgress(progress)
+                paths,
+                collection=collection,
+                prune=prune,
+                progress=_IngestProgress(progress),
+                groups=groups,
             )
     if as_json:
         _print_json(summary.to_json())
@@ -380,9 +401,10 @@ def search(
     ] = None,
     folder: FolderOpt = None,
     file_type: FileTypeOpt = None,
+    as_user: AsOpt = None,
 ) -> None:
     """Show the chunks retrieved for a query, with scores (no model needed)."""
-    with _errors(), _knowledge_base() as knowledge:
+    with _errors(), _knowledge_base(as_user) as knowledge:
         if (query is None) == (input_file is None):
             raise UserError("give a QUERY or --input FILE (one of them)")
         filters = SearchFilter.of(folder or [], file_type or [])
@@ -484,9 +506,10 @@ def ask(
     ] = None,
     folder: FolderOpt = None,
     file_type: FileTypeOpt = None,
+    as_user: AsOpt = None,
 ) -> None:
     """Answer a question from the knowledge base, citing its sources."""
-    with _errors(), _knowledge_base() as knowledge:
+    with _errors(), _knowledge_base(as_user) as knowledge:
         if (question is None) == (input_file is None):
             raise UserError("give a QUESTION or --input FILE (one of them)")
         filters = SearchFilter.of(folder or [], file_type or [])
@@ -503,9 +526,9 @@ def ask(
 
 
 @app.command()
-def chat(collection: CollectionOpt = None) -> None:
+def chat(collection: CollectionOpt = None, as_user: AsOpt = None) -> None:
     """Talk with the knowledge base; follow-up questions use the conversation."""
-    with _errors(), _knowledge_base() as knowledge:
+    with _errors(), _knowledge_base(as_user) as knowledge:
         knowledge.chain(collection)
         err.print("[dim]Ask a question. /new starts a new conversation, /exit or Ctrl-D quits.[/]")
         history: list[dict] = []
@@ -528,6 +551,181 @@ def chat(collection: CollectionOpt = None) -> None:
                 {"role": "user", "content": question},
                 {"role": "assistant", "content": answer.answer},
             ]
+
+
+# --- users, audit, feedback ----------------------------------------------------------------
+
+users_app = typer.Typer(help="Accounts: who may sign in, and which groups they read.")
+app.add_typer(users_app, name="users")
+
+
+def _password(given: str | None, confirm: bool = True) -> str:
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        # A script pipes the password in (one line), so it never shows in the process list.
+        line = sys.stdin.readline().rstrip("\n")
+        if not line:
+            raise UserError("no password given: use --password or type it when asked")
+        return line
+    return typer.prompt("password", hide_input=True, confirmation_prompt=confirm)
+
+
+GroupsOpt = Annotated[
+    str | None, typer.Option("--groups", help="Comma-separated groups, e.g. hr,managers.")
+]
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    groups: GroupsOpt = None,
+    admin: Annotated[bool, typer.Option("--admin", help="May read everything.")] = False,
+    upload: Annotated[
+        bool, typer.Option("--upload", help="May add documents into their groups' folders.")
+    ] = False,
+    password: Annotated[
+        str | None, typer.Option("--password", help="Else asked for (or read from stdin).")
+    ] = None,
+) -> None:
+    """Create an account."""
+    with _errors(), _knowledge_base() as knowledge:
+        user = knowledge.users.add(
+            name, _password(password), (groups or "").split(","), admin=admin, upload=upload
+        )
+    out.print(f"added {user.name} (groups: {', '.join(user.groups) or '-'})", highlight=False)
+
+
+@users_app.command("remove")
+def users_remove(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
+    """Delete an account, its API keys and conversations."""
+    with _errors(), _knowledge_base() as knowledge:
+        knowledge.users.remove(name)
+    out.print(f"removed {name}", highlight=False)
+
+
+@users_app.command("passwd")
+def users_passwd(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    password: Annotated[str | None, typer.Option("--password")] = None,
+) -> None:
+    """Set an account's password (and lift a sign-in lockout)."""
+    with _errors(), _knowledge_base() as knowledge:
+        knowledge.users.set_password(name, _password(password))
+    out.print(f"password of {name} changed", highlight=False)
+
+
+@users_app.command("list")
+def users_list(as_json: JsonOpt = False) -> None:
+    """The accounts, their groups and rights."""
+    with _errors(), _knowledge_base() as knowledge:
+        users = knowledge.users.list()
+    if as_json:
+        _print_json([u.to_json() for u in users])
+        return
+    table = Table("user", "groups", "rights")
+    for u in users:
+        rights = ", ".join(r for r, on in (("admin", u.admin), ("upload", u.upload)) if on)
+        table.add_row(u.name, ", ".join(u.groups) or "-", rights or "-")
+    out.print(table)
+
+
+@users_app.command("groups")
+def users_groups(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    groups: GroupsOpt = None,
+    admin: Annotated[bool | None, typer.Option("--admin/--no-admin")] = None,
+    upload: Annotated[bool | None, typer.Option("--upload/--no-upload")] = None,
+) -> None:
+    """Show an account's groups, or change them (--groups replaces them) and its rights."""
+    with _errors(), _knowledge_base() as knowledge:
+        wanted = None if groups is None else groups.split(",")
+        if wanted is None and admin is None and upload is None:
+            user = knowledge.users.get_required(name)
+        else:
+            user = knowledge.users.set_groups(name, wanted, admin, upload)
+    rights = [r for r, on in (("admin", user.admin), ("upload", user.upload)) if on]
+    out.print(
+        f"{user.name}: groups {', '.join(user.groups) or '-'}"
+        + (f"; {', '.join(rights)}" if rights else ""),
+        highlight=False,
+    )
+
+
+@users_app.command("key")
+def users_key(
+    name: Annotated[str, typer.Argument(help="User name.")],
+    revoke: Annotated[bool, typer.Option("--revoke", help="Revoke all the user's keys.")] = False,
+) -> None:
+    """Create an API key for `kb serve` that reads as this user (shown once)."""
+    with _errors(), _knowledge_base() as knowledge:
+        if revoke:
+            n = knowledge.users.revoke_api_keys(name)
+            out.print(f"revoked {n} key(s) of {name}", highlight=False)
+            return
+        key = knowledge.users.new_api_key(name)
+    out.print(key, highlight=False, markup=False)
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"--since {text!r}: use a date like 2025-01-31 or 2025-01-31T09:00"
+        ) from None
+    return when if when.tzinfo else when.astimezone()
+
+
+@app.command()
+def audit(
+    source: Annotated[
+        str | None, typer.Option("--source", help="Only questions that retrieved this document.")
+    ] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user's questions.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From this date (ISO).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Who asked what, when, and which documents were retrieved and cited."""
+    with _errors(), _knowledge_base() as knowledge:
+        entries = list(knowledge.audit.read(source, user, _since(since)))
+    if as_json:
+        for entry in entries:
+            out.print(json.dumps(entry, ensure_ascii=False), highlight=False, markup=False)
+        return
+    table = Table("when", "user", "action", "question", "cited", "retrieved")
+    for e in entries:
+        table.add_row(
+            e["at"],
+            e.get("user") or "-",
+            e["action"],
+            _one_line(e["question"])[:80],
+            ", ".join(e.get("cited") or []) or "-",
+            ", ".join(e.get("retrieved") or []) or "-",
+        )
+    out.print(table)
+
+
+feedback_app = typer.Typer(help="What readers said about answers.")
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Annotated[Path, typer.Argument(help="The kb eval question file to write (.jsonl).")],
+    since: Annotated[str | None, typer.Option("--since", help="From this date (ISO).")] = None,
+) -> None:
+    """Write readers' rated questions as a `kb eval` question file."""
+    with _errors(), _knowledge_base() as knowledge:
+        start = _since(since)
+        lines = knowledge.export_feedback(start.timestamp() if start else 0.0)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with output.open("w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+    err.print(f"wrote {len(lines)} question(s) to {output}", highlight=False)
 
 
 # --- ui ----------------------------------------------------------------------------------
@@ -615,6 +813,7 @@ def evaluate(
         ),
     ] = True,
     collection: CollectionOpt = None,
+    as_user: AsOpt = None,
 ) -> None:
     """Measure retrieval (and answers) on question sets; writes JSON, Markdown and a chart."""
     from kb.eval import report, runner
@@ -642,7 +841,10 @@ def evaluate(
             distractors=list(distractors or []),
             collection=collection,
             rewrite=rewrite,
+            as_user=as_user,
         )
+        if as_user is not None and ingest_docs:
+            raise UserError("--as reads an existing knowledge base: leave out --ingest-docs")
         destination = out_dir or Path("eval-results") / time.strftime("%Y%m%d-%H%M%S")
         progress = Progress(
             SpinnerColumn(),

@@ -206,6 +206,31 @@ class Settings(BaseSettings):
         "CORS off.",
     )
 
+    # --- access control ----------------------------------------------------------------
+    default_access: Literal["everyone", "nobody"] = Field(
+        "nobody",
+        description="Who reads documents no folder declares groups for, once users exist: "
+        "'nobody' (administrators only) or 'everyone'.",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins in a row (per user and address) before a lockout."
+    )
+    login_lockout_seconds: float = Field(
+        300.0, gt=0, description="How long a sign-in lockout lasts (seconds)."
+    )
+    trusted_proxy_header: str = Field(
+        "",
+        description="Header naming the signed-in user, set by a single sign-on proxy; empty: off.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses (comma-separated) whose KB_TRUSTED_PROXY_HEADER is believed.",
+    )
+    audit: bool = Field(True, description="Write the audit log (audit/audit.jsonl under home).")
+    audit_answers: bool = Field(False, description="Keep answer texts in the audit log too.")
+    audit_max_mb: float = Field(10.0, gt=0, description="Audit log size before it rotates (MB).")
+    audit_backups: int = Field(10, ge=1, description="Rotated audit log files kept.")
+
     @field_validator("api_keys_file", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -227,6 +252,14 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.home / "uploads"
+
+    @property
+    def users_path(self) -> Path:
+        return self.home / "users.sqlite3"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.home / "audit" / "audit.jsonl"
 
     def threads(self, requested: int) -> int:
         return requested or max(1, os.cpu_count() or 1)

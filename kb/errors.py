@@ -34,3 +34,7 @@ class QuestionTooLong(InputError):
 
 class UnsafeName(InputError):
     """An uploaded file's name leaves nothing usable once sanitised."""
+
+
+class AccessDenied(KbError):
+    """The reader may not do this (an upload without the right, an administrator's task)."""

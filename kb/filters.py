@@ -8,7 +8,8 @@ Chunk metadata the filter reads (written at ingestion, see kb.ingest.pipeline):
 - `file_type`: the file's extension without the dot, lower case ("pdf", "docx");
 - `folders`: every folder above the file inside the ingested root, e.g. "hr/pay/2024.xlsx"
   carries [".", "hr", "hr/pay"] ("." is the ingested root itself);
-- `source`: the file's path relative to the ingested root.
+- `source`: the file's path relative to the ingested root;
+- `groups`: the groups allowed to read the chunk's file (kb.access), always at least one.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 ROOT_FOLDER = "."
 # Metadata schema of the chunks a collection holds; collections written before the filter fields
 # existed are upgraded by the next ingestion (kb.store.Store.upgrade).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def folders_of(source: str) -> list[str]:
@@ -48,12 +49,15 @@ def _normal_folder(folder: str) -> str:
 class SearchFilter:
     """Chunks under any of `folders`, of any of `file_types`, from any of `sources`.
 
-    An empty field does not restrict; every non-empty field must match.
+    An empty field does not restrict; every non-empty field must match. `groups` is who reads:
+    None does not restrict, a tuple allows the chunks readable by any of those groups (see
+    kb.access.Principal.readable); the facade sets it from the principal, not the caller.
     """
 
     folders: tuple[str, ...] = ()
     file_types: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
+    groups: tuple[str, ...] | None = None
 
     @classmethod
     def of(
@@ -71,7 +75,7 @@ class SearchFilter:
 
     @property
     def is_empty(self) -> bool:
-        return not (self.folders or self.file_types or self.sources)
+        return not (self.folders or self.file_types or self.sources) and self.groups is None
 
     def narrowed(self, other: SearchFilter | None) -> SearchFilter:
         """Both filters at once. Two non-empty values of one field keep only what both allow."""
@@ -87,10 +91,17 @@ class SearchFilter:
             # Nothing in common must match nothing, not everything.
             return kept or ("\0nothing",)
 
+        if self.groups is None or other.groups is None:
+            groups = self.groups if other.groups is None else other.groups
+        else:
+            # Only the groups both allow: never more than either (a chunk readable by one
+            # group of each but by none of both is left out, which errs on the safe side).
+            groups = tuple(g for g in self.groups if g in other.groups)
         return SearchFilter(
             folders=both(self.folders, other.folders),
             file_types=both(self.file_types, other.file_types),
             sources=both(self.sources, other.sources),
+            groups=groups,
         )
 
     def matches(self, metadata: Mapping[str, Any]) -> bool:
@@ -99,6 +110,10 @@ class SearchFilter:
             return False
         if self.sources and metadata.get("source") not in self.sources:
             return False
+        if self.groups is not None:
+            groups = metadata.get("groups") or ()
+            if not any(g in groups for g in self.groups):
+                return False
         if self.folders:
             folders = metadata.get("folders") or ()
             return any(f in folders for f in self.folders)
@@ -113,6 +128,10 @@ class SearchFilter:
         if self.folders:
             options = [{"folders": {"$contains": f}} for f in self.folders]
             clauses.append(options[0] if len(options) == 1 else {"$or": options})
+        if self.groups is not None:
+            # No group at all must match nothing: a group name no chunk can carry.
+            readers = [{"groups": {"$contains": g}} for g in self.groups or ("\0nobody",)]
+            clauses.append(readers[0] if len(readers) == 1 else {"$or": readers})
         if not clauses:
             return None
         return clauses[0] if len(clauses) == 1 else {"$and": clauses}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from kb.access import chunk_groups
 from kb.filters import SearchFilter, file_type_of, folders_of
 from kb.manifest import Manifest
 from kb.segment import TOKENIZER_ID, index_terms, query_terms
@@ -59,6 +60,7 @@ class KeywordRow:
     file_type: str
     folders: tuple[str, ...]
     terms: str
+    groups: tuple[str, ...] = ()
 
 
 def keyword_text(text: str, metadata: Mapping[str, Any]) -> str:
@@ -84,7 +86,12 @@ def row_for(chunk_id: str, text: str, metadata: Mapping[str, Any]) -> KeywordRow
         file_type=file_type_of(source),
         folders=tuple(folders_of(source)),
         terms=" ".join(index_terms(keyword_text(text, metadata))),
+        groups=tuple(chunk_groups(metadata.get("groups") or ())),
     )
+
+
+def _packed(values: Sequence[str]) -> str:
+    return _SEP + _SEP.join(values) + _SEP
 
 
 def _tables(collection: str) -> tuple[str, str]:
@@ -106,6 +113,19 @@ class KeywordIndex:
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
         manifest.run(_STATE)
+        self._add_group_columns()
+
+    def _add_group_columns(self) -> None:
+        """Indexes built before documents carried groups get the column, every row holding
+        "undeclared", which is what those documents are (kb.access)."""
+        for (collection,) in self.manifest.run("SELECT collection FROM keyword_indexes"):
+            docs, _ = _tables(collection)
+            columns = {r[1] for r in self.manifest.run(f"PRAGMA table_info({docs})")}
+            if columns and "groups" not in columns:
+                default = _packed(chunk_groups(())).replace("'", "''")
+                self.manifest.run(
+                    f"ALTER TABLE {docs} ADD COLUMN groups TEXT NOT NULL DEFAULT '{default}'"
+                )
 
     # --- tables -------------------------------------------------------------------------------
 
@@ -120,7 +140,8 @@ class KeywordIndex:
                 source    TEXT NOT NULL,
                 file_type TEXT NOT NULL,
                 folders   TEXT NOT NULL,
-                terms     TEXT NOT NULL
+                terms     TEXT NOT NULL,
+                groups    TEXT NOT NULL
             )""",
             f"""
             CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5(
@@ -174,13 +195,40 @@ class KeywordIndex:
         docs, _ = _tables(collection)
         self.delete(collection, [r.chunk_id for r in rows])
         self.manifest.executemany(
-            f"INSERT INTO {docs} (chunk_id, source, file_type, folders, terms) "
-            "VALUES (?, ?, ?, ?, ?)",
+            f"INSERT INTO {docs} (chunk_id, source, file_type, folders, terms, groups) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (r.chunk_id, r.source, r.file_type, _SEP + _SEP.join(r.folders) + _SEP, r.terms)
+                (
+                    r.chunk_id,
+                    r.source,
+                    r.file_type,
+                    _packed(r.folders),
+                    r.terms,
+                    _packed(chunk_groups(r.groups)),
+                )
                 for r in rows
             ],
         )
+
+    def set_groups(self, collection: str, ids: Iterable[str], groups: Sequence[str]) -> None:
+        """Give chunks `ids` the readers `groups` (a file's declaration changed)."""
+        if not self.ready(collection):
+            return
+        docs, _ = _tables(collection)
+        ids, packed = list(ids), _packed(chunk_groups(groups))
+        for start in range(0, len(ids), _ID_BATCH):
+            batch = ids[start : start + _ID_BATCH]
+            marks = ",".join("?" * len(batch))
+            self.manifest.run(
+                f"UPDATE {docs} SET groups = ? WHERE chunk_id IN ({marks})", [packed, *batch]
+            )
+
+    def groups_of(self, collection: str) -> dict[str, str]:
+        """Chunk id → its packed groups (for consistency checks)."""
+        if not self.ready(collection):
+            return {}
+        docs, _ = _tables(collection)
+        return dict(self.manifest.run(f"SELECT chunk_id, groups FROM {docs}"))
 
     def delete(self, collection: str, ids: Iterable[str]) -> None:
         if not self.ready(collection):
@@ -248,6 +296,10 @@ class KeywordIndex:
                 "(" + " OR ".join("instr(d.folders, ?) > 0" for _ in filters.folders) + ")"
             )
             args += [_SEP + f + _SEP for f in filters.folders]
+        if filters.groups is not None:
+            readers = filters.groups or ("\0nobody",)
+            where.append("(" + " OR ".join("instr(d.groups, ?) > 0" for _ in readers) + ")")
+            args += [_SEP + g + _SEP for g in readers]
         rows = self.manifest.run(
             f"SELECT d.chunk_id, bm25({fts}) AS s FROM {fts} JOIN {docs} d ON d.rowid = {fts}.rowid"
             f" WHERE {' AND '.join(where)} ORDER BY s LIMIT ?",

@@ -42,6 +42,12 @@ CREATE TABLE IF NOT EXISTS failures (
     error      TEXT NOT NULL,
     PRIMARY KEY (collection, root, source)
 );
+CREATE TABLE IF NOT EXISTS access_roots (
+    collection TEXT NOT NULL,
+    root       TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    PRIMARY KEY (collection, root)
+);
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     collection  TEXT NOT NULL,
@@ -63,6 +69,7 @@ class FileEntry:
     size: int
     mtime_ns: int
     title: str = ""
+    groups: tuple[str, ...] = ()  # declared readers (kb.access); () when undeclared
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class FileRecord:
     chunk_ids: tuple[str, ...]
     pending_ids: tuple[str, ...] | None
     ingested_at: float
+    groups: tuple[str, ...] = ()
+    # Readers being written to the file's chunks (a journalled change of groups), or None.
+    pending_groups: tuple[str, ...] | None = None
 
     @property
     def complete(self) -> bool:
@@ -117,6 +127,10 @@ def _record(row: sqlite3.Row) -> FileRecord:
         chunk_ids=tuple(json.loads(row["chunk_ids"])),
         pending_ids=None if pending is None else tuple(json.loads(pending)),
         ingested_at=row["ingested_at"],
+        groups=tuple(json.loads(row["groups"] or "[]")),
+        pending_groups=None
+        if row["pending_groups"] is None
+        else tuple(json.loads(row["pending_groups"])),
     )
 
 
@@ -129,6 +143,11 @@ class Manifest:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(files)")}
+        # Manifests written before documents carried groups: every file undeclared.
+        for column in ("groups", "pending_groups"):
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE files ADD COLUMN {column} TEXT")
         # One connection serves every thread of a process (the web page's sessions); a re-entrant
         # lock keeps one thread's transaction from interleaving with another's statements.
         self._lock = threading.RLock()
@@ -197,8 +216,8 @@ class Manifest:
         """Journal the chunks about to be written for a file (keeps its current chunk_ids)."""
         self._run(
             """INSERT INTO files (collection, root, source, file_hash, size, mtime_ns, title,
-                                  chunk_ids, pending_ids, ingested_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?)
+                                  chunk_ids, pending_ids, ingested_at, groups)
+               VALUES (?, ?, ?, ?, ?, ?, ?, '[]', ?, ?, ?)
                ON CONFLICT (collection, root, source) DO UPDATE SET
                    pending_ids = excluded.pending_ids""",
             (
@@ -211,13 +230,15 @@ class Manifest:
                 entry.title,
                 json.dumps(list(pending_ids)),
                 time.time(),
+                json.dumps(list(entry.groups)),
             ),
         )
 
     def finish_file(self, collection: str, entry: FileEntry, chunk_ids: Iterable[str]) -> None:
         self._run(
             """UPDATE files SET file_hash = ?, size = ?, mtime_ns = ?, title = ?, chunk_ids = ?,
-                                pending_ids = NULL, ingested_at = ?
+                                pending_ids = NULL, ingested_at = ?, groups = ?,
+                                pending_groups = NULL
                WHERE collection = ? AND root = ? AND source = ?""",
             (
                 entry.file_hash,
@@ -226,6 +247,7 @@ class Manifest:
                 entry.title,
                 json.dumps(list(chunk_ids)),
                 time.time(),
+                json.dumps(list(entry.groups)),
                 collection,
                 entry.root,
                 entry.source,
@@ -239,6 +261,41 @@ class Manifest:
             "UPDATE files SET size = ?, mtime_ns = ?"
             " WHERE collection = ? AND root = ? AND source = ?",
             (entry.size, entry.mtime_ns, collection, entry.root, entry.source),
+        )
+
+    def begin_groups(self, collection: str, root: str, source: str, groups: Iterable[str]) -> None:
+        """Journal a change of a file's readers, before its chunks' metadata is rewritten."""
+        self._run(
+            "UPDATE files SET pending_groups = ? WHERE collection = ? AND root = ? AND source = ?",
+            (json.dumps(list(groups)), collection, root, source),
+        )
+
+    def finish_groups(self, collection: str, root: str, source: str) -> None:
+        self._run(
+            "UPDATE files SET groups = pending_groups, pending_groups = NULL"
+            " WHERE collection = ? AND root = ? AND source = ? AND pending_groups IS NOT NULL",
+            (collection, root, source),
+        )
+
+    def regrouping(self, collection: str) -> list[FileRecord]:
+        """Files whose change of readers was interrupted."""
+        rows = self._run(
+            "SELECT * FROM files WHERE collection = ? AND pending_groups IS NOT NULL",
+            (collection,),
+        )
+        return [_record(r) for r in rows]
+
+    def root_groups(self, collection: str, root: str) -> tuple[str, ...] | None:
+        """The groups last given with `--groups` for the folder `root`, or None."""
+        rows = self._run(
+            "SELECT groups FROM access_roots WHERE collection = ? AND root = ?", (collection, root)
+        )
+        return tuple(json.loads(rows[0][0])) if rows else None
+
+    def set_root_groups(self, collection: str, root: str, groups: Iterable[str]) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO access_roots (collection, root, groups) VALUES (?, ?, ?)",
+            (collection, root, json.dumps(list(groups))),
         )
 
     def remove_file(self, collection: str, root: str, source: str) -> None:
@@ -287,7 +344,7 @@ class Manifest:
 
     def drop_collection(self, collection: str) -> None:
         with self.transaction():
-            for table in ("files", "failures", "runs"):
+            for table in ("files", "failures", "runs", "access_roots"):
                 self._run(f"DELETE FROM {table} WHERE collection = ?", (collection,))
 
     def stats(self, collection: str) -> tuple[int, int]:

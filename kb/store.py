@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from kb.access import chunk_groups
 from kb.config import Settings
 from kb.errors import StoreError
 from kb.filters import SCHEMA_VERSION, SearchFilter, filter_metadata
@@ -216,8 +217,15 @@ class Store:
         metadatas: Sequence[dict],
     ) -> None:
         # The fields filters read are derived here, the one place chunks are written, so no
-        # writer can forget them.
-        metadatas = [{**m, **filter_metadata(str(m.get("source", "")))} for m in metadatas]
+        # writer can forget them; a chunk written without readers is undeclared (kb.access).
+        metadatas = [
+            {
+                **m,
+                **filter_metadata(str(m.get("source", ""))),
+                "groups": chunk_groups(m.get("groups") or ()),
+            }
+            for m in metadatas
+        ]
         for start in range(0, len(ids), _WRITE_BATCH):
             end = start + _WRITE_BATCH
             col.upsert(
@@ -288,7 +296,12 @@ class Store:
         for old_id in original.chunk_ids:
             vector, text, meta = by_id[old_id]
             meta = dict(meta)
-            meta.update(source=entry.source, root=entry.root, file_name=Path(entry.source).name)
+            meta.update(
+                source=entry.source,
+                root=entry.root,
+                file_name=Path(entry.source).name,
+                groups=chunk_groups(entry.groups),
+            )
             new_ids.append(
                 chunk_id(entry.root, entry.source, entry.file_hash, int(meta["position"]))
             )
@@ -301,6 +314,34 @@ class Store:
             self._add_keywords(collection, new_ids, texts, metadatas)
         self.commit_file(collection, entry, new_ids)
         return len(new_ids)
+
+    def set_groups(self, collection: str, record: FileRecord, groups: Sequence[str]) -> int:
+        """Give a file's chunks other readers without re-embedding anything, journalled:
+
+            journal the new groups → rewrite the chunks' metadata (Chroma, keyword index)
+            → commit (the row's groups)
+
+        A crash in between leaves the journal entry; `repair()` finishes the change, so the
+        file ends with the groups that were asked for in both indexes."""
+        with self.manifest.transaction():
+            self.manifest.begin_groups(collection, record.root, record.source, groups)
+        self._write_groups(collection, record.chunk_ids, groups)
+        with self.manifest.transaction():
+            self.manifest.finish_groups(collection, record.root, record.source)
+        return len(record.chunk_ids)
+
+    def _write_groups(self, collection: str, ids: Sequence[str], groups: Sequence[str]) -> None:
+        col = self._collection(collection)
+        readers = chunk_groups(groups)
+        for start in range(0, len(ids), _WRITE_BATCH):
+            batch = list(ids[start : start + _WRITE_BATCH])
+            got = col.get(ids=batch, include=["metadatas"])
+            col.update(
+                ids=list(got["ids"]),
+                metadatas=[{**(m or {}), "groups": readers} for m in got["metadatas"]],
+            )
+        with self.manifest.transaction():
+            self.keywords.set_groups(collection, ids, groups)
 
     def touch_file(self, collection: str, entry: FileEntry) -> None:
         with self.manifest.transaction():
@@ -334,10 +375,14 @@ class Store:
             "orphan_chunks": 0,
             "files_missing_chunks": 0,
             "keyword_rows": 0,
+            "regrouped_files": 0,
         }
         for record in self.manifest.incomplete(collection):
             self.remove_file(collection, record)
             repaired["incomplete_files"] += 1
+        for record in self.manifest.regrouping(collection):
+            self.set_groups(collection, record, record.pending_groups or ())
+            repaired["regrouped_files"] += 1
         _, expected = self.manifest.stats(collection)
         keywords_ready = self.keywords.ready(collection)
         keywords_agree = not keywords_ready or self.keywords.count(collection) == expected
@@ -384,14 +429,27 @@ class Store:
 
     def upgrade(self, collection: str) -> int:
         """Bring a collection written by an older kb up to date without re-embedding anything:
-        the metadata fields filters read, and the keyword index (built from the stored chunk
+        the metadata fields filters read (readers from the manifest: undeclared for files
+        written before groups existed), and the keyword index (built from the stored chunk
         texts when missing or made with another tokenizer). Returns the chunks updated."""
         col = self._collection(collection)
         updated = 0
         if int((col.metadata or {}).get("kb_schema", 1)) < SCHEMA_VERSION:
+            readers = {
+                i: chunk_groups(r.groups)
+                for r in self.manifest.files(collection).values()
+                for i in r.chunk_ids
+            }
             for batch in self._pages(col):
                 ids = [h.chunk_id for h in batch]
-                metadatas = [{**h.metadata, **filter_metadata(h.source)} for h in batch]
+                metadatas = [
+                    {
+                        **h.metadata,
+                        **filter_metadata(h.source),
+                        "groups": readers.get(h.chunk_id, chunk_groups(())),
+                    }
+                    for h in batch
+                ]
                 for start in range(0, len(ids), _WRITE_BATCH):
                     end = start + _WRITE_BATCH
                     col.update(ids=ids[start:end], metadatas=metadatas[start:end])

@@ -20,6 +20,24 @@ def assert_consistent(store, collection: str = "default") -> None:
     keyword_sources = store.keywords.sources(collection)
     assert set(keyword_sources) == present, "keyword index out of step with the vector store"
     assert keyword_sources == {h.chunk_id: h.source for h in hits}, "keyword row of another file"
+    assert_groups_agree(store, collection)
+
+
+def assert_groups_agree(store, collection: str = "default") -> None:
+    """Every chunk carries its file's readers in Chroma and in the keyword index, and no
+    change of readers is left half-done."""
+    from kb.access import chunk_groups
+
+    records = store.manifest.files(collection).values()
+    assert all(r.pending_groups is None for r in records), "a change of readers is in flight"
+    wanted = {i: chunk_groups(r.groups) for r in records for i in r.chunk_ids}
+    stored = {
+        h.chunk_id: list(h.metadata.get("groups") or []) for h in store.iter_chunks(collection)
+    }
+    assert stored == wanted, "chunk readers in Chroma differ from their file's"
+    sep = "\x1f"
+    packed = {i: sep + sep.join(g) + sep for i, g in wanted.items()}
+    assert store.keywords.groups_of(collection) == packed, "keyword rows carry other readers"
 
 
 def assert_consistent_home(home: Path, expected_files: int) -> None:

@@ -10,10 +10,12 @@ The functions above `main()` hold no page state, so tests call them directly.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import re
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +25,7 @@ from typing import Any
 import streamlit as st
 
 from kb.answer.types import Answer, Done, Source, StreamedText, label
-from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, KnowledgeBase, UploadReport
+from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, Conversation, KnowledgeBase, UploadReport
 from kb.config import Settings, get_settings
 from kb.errors import KbError
 from kb.ui.i18n import LANGUAGES, pick_language, t
@@ -137,6 +139,55 @@ def _turns() -> list[Turn]:
     return st.session_state.setdefault("turns", [])
 
 
+def stored_turn(turn: Turn) -> dict[str, Any]:
+    """A turn as a conversation keeps it across sessions (answered turns only)."""
+    a = turn.answer
+    assert a is not None
+    return {
+        "question": turn.question,
+        "answer": a.answer,
+        "refused": a.refused,
+        "refusal_reason": a.refusal_reason,
+        "language": a.language,
+        "standalone_question": a.standalone_question,
+        "sources": [dataclasses.asdict(s) for s in a.sources],
+        "also_retrieved": [dataclasses.asdict(s) for s in a.also_retrieved],
+    }
+
+
+def turn_from_stored(item: dict[str, Any]) -> Turn:
+    answer = Answer(
+        question=item["question"],
+        answer=item["answer"],
+        refused=bool(item.get("refused")),
+        language=item.get("language") or "en",
+        standalone_question=item.get("standalone_question") or "",
+        sources=[Source(**s) for s in item.get("sources") or []],
+        also_retrieved=[Source(**s) for s in item.get("also_retrieved") or []],
+        refusal_reason=item.get("refusal_reason"),
+    )
+    return Turn(question=item["question"], answer=answer)
+
+
+def _save_conversation(reader: KnowledgeBase, collection: str) -> None:
+    """Keep the signed-in user's conversation, so it can be resumed in a later session."""
+    if reader.principal is None:
+        return
+    answered = [turn for turn in _turns() if turn.answer is not None]
+    if not answered:
+        return
+    conversation_id = st.session_state.setdefault("conversation_id", uuid.uuid4().hex)
+    reader.save_conversation(
+        Conversation(
+            id=conversation_id,
+            user=reader.principal.name,
+            collection=collection,
+            title=answered[0].question[:80],
+            turns=[stored_turn(turn) for turn in answered],
+        )
+    )
+
+
 def _browser_language_hints() -> tuple[str | None, str | None]:
     locale = accept = None
     try:
@@ -214,17 +265,34 @@ def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = Non
         st.caption(escape_markdown(" · ".join(notes)))
 
 
-def _render_turn(turn: Turn, lang: str, index: int) -> None:
+def _render_turn(
+    turn: Turn, lang: str, index: int, reader: KnowledgeBase | None = None, collection: str = ""
+) -> None:
     with st.chat_message("user"):
         st.markdown(escape_markdown(turn.question))
     with st.chat_message("assistant"), st.container(key=f"answer-{index}"):
         if turn.answer is not None:
             render_answer(turn.answer, lang, index, turn)
+            if reader is not None:
+                _feedback(reader, turn, index, collection)
         else:
             st.error(turn.error)
 
 
-def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
+def _feedback(reader: KnowledgeBase, turn: Turn, index: int, collection: str) -> None:
+    """Thumbs up or down on an answer, stored with its question and sources (signed-in
+    users only: feedback belongs to someone)."""
+    if reader.principal is None or turn.answer is None:
+        return
+    key = f"feedback-{st.session_state.get('conversation_id', '')}-{index}"
+    rating = st.feedback("thumbs", key=key)
+    saved = st.session_state.setdefault("feedback_saved", {})
+    if rating is not None and saved.get(key) != rating:
+        reader.feedback(turn.answer, 1 if rating == 1 else -1, collection=collection)
+        saved[key] = rating
+
+
+def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> None:
     """Answer `question` live: queued notice, streamed tokens, then the final answer."""
     turns = _turns()
     index = len(turns)
@@ -237,7 +305,7 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
             body = st.empty()
         status.caption(t(lang, "thinking"))
         try:
-            knowledge = knowledge_base(settings)
+            knowledge = reader
             knowledge.chain(collection)  # load the models (first question only)
             queued_at = time.perf_counter() if knowledge.model_busy else None
             if queued_at is not None:
@@ -276,6 +344,11 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
             else:
                 st.error(turn.error)
     turns.append(turn)
+    if turn.answer is not None:
+        try:
+            _save_conversation(reader, collection)
+        except EXPECTED_ERRORS as exc:
+            st.error(t(lang, "error", message=one_line(exc)))
 
 
 class _UploadProgress:
@@ -362,7 +435,80 @@ def _render_upload_report(report: UploadReport, lang: str) -> None:
         st.error(f"{t(lang, 'upload_failed_title')}\n\n{lines}")
 
 
-def _sidebar(settings: Settings) -> tuple[str, str]:
+def _sign_in(knowledge: KnowledgeBase, lang: str) -> None:
+    """The sign-in form. One message for an unknown name and a wrong password, so the page
+    never tells which accounts exist; repeated failures lock the name out from this address."""
+    st.title(t(lang, "sign_in_title"))
+    with st.form("sign_in_form"):
+        name = st.text_input(t(lang, "user_name"), key="sign_in_name")
+        password = st.text_input(t(lang, "password"), type="password", key="sign_in_password")
+        submitted = st.form_submit_button(t(lang, "sign_in"))
+    if not submitted:
+        return
+    result = knowledge.sign_in(name.strip(), password, _address())
+    if result.principal is not None:
+        st.session_state["principal"] = result.principal.name
+        st.session_state["turns"] = []
+        st.session_state.pop("conversation_id", None)
+        st.rerun()
+    elif result.locked:
+        st.error(t(lang, "locked_out", minutes=max(1, round(result.retry_after / 60))))
+    else:
+        st.error(t(lang, "sign_in_failed"))
+
+
+def _address() -> str:
+    """The browser's address, for the sign-in lockout ("" when Streamlit cannot tell)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # noqa: BLE001 - older Streamlit, or no browser (tests)
+        return ""
+    return address if isinstance(address, str) else ""
+
+
+def _reader(knowledge: KnowledgeBase) -> KnowledgeBase | None:
+    """The knowledge base as the signed-in user reads it; None while nobody is signed in.
+    Without accounts there is no sign-in and the page reads everything, as before."""
+    if not knowledge.needs_sign_in():
+        return knowledge
+    name = st.session_state.get("principal")
+    # Read afresh on every run: a removed account or changed groups apply at once.
+    principal = knowledge.user_principal(name) if name else None
+    if principal is None:
+        st.session_state.pop("principal", None)
+        return None
+    return knowledge.as_principal(principal)
+
+
+def _account(reader: KnowledgeBase, lang: str) -> None:
+    """Who is signed in, sign-out, and their conversations (resume, delete)."""
+    principal = reader.principal
+    if principal is None:
+        return
+    st.caption(escape_markdown(t(lang, "signed_in_as", name=principal.name)))
+    if st.button(t(lang, "sign_out"), key="sign_out", icon=":material/logout:", width="stretch"):
+        for key in ("principal", "turns", "conversation_id", "upload_report"):
+            st.session_state.pop(key, None)
+        st.rerun()
+    conversations = reader.conversations()
+    if not conversations:
+        return
+    with st.expander(t(lang, "conversations")):
+        for c in conversations[:20]:
+            left, right = st.columns([4, 1])
+            if left.button(c.title, key=f"resume-{c.id}", width="stretch"):
+                st.session_state["turns"] = [turn_from_stored(item) for item in c.turns]
+                st.session_state["conversation_id"] = c.id
+                st.rerun()
+            if right.button("✕", key=f"delete-{c.id}", help=t(lang, "delete_conversation")):
+                reader.delete_conversation(c.id)
+                if st.session_state.get("conversation_id") == c.id:
+                    st.session_state["turns"] = []
+                    st.session_state.pop("conversation_id", None)
+                st.rerun()
+
+
+def _sidebar(settings: Settings, reader: KnowledgeBase) -> tuple[str, str]:
     """Language, conversation, collection, status and uploads; returns (language, collection)."""
     with st.sidebar:
         lang = st.selectbox(
@@ -378,8 +524,10 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             width="stretch",
         ):
             st.session_state["turns"] = []
+            st.session_state.pop("conversation_id", None)
+        _account(reader, lang)
         try:
-            status = kb_status(settings)
+            status = kb_status(settings, reader)
         except EXPECTED_ERRORS as exc:
             st.error(t(lang, "error", message=one_line(exc)))
             status = {
@@ -424,6 +572,13 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
         )
 
         st.subheader(t(lang, "upload"))
+        principal = reader.principal
+        group = None
+        if principal is not None:
+            if not principal.upload_groups:
+                st.caption(t(lang, "no_upload_right"))
+                return lang, collection
+            group = st.selectbox(t(lang, "upload_into"), principal.upload_groups, key="group")
         generation = st.session_state.setdefault("uploader_generation", 0)
         uploads = st.file_uploader(
             t(lang, "upload_label"),
@@ -437,7 +592,7 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
             files = [(f.name, f.getvalue()) for f in uploads or []]
             progress = _UploadProgress(lang, len(files))
             try:
-                report = knowledge_base(settings).store_uploads(files, collection, progress)
+                report = reader.store_uploads(files, collection, progress, group=group)
             except EXPECTED_ERRORS as exc:
                 progress.box.update(state="error", expanded=False)
                 st.error(t(lang, "error", message=one_line(exc)))
@@ -462,10 +617,10 @@ def _sidebar(settings: Settings) -> tuple[str, str]:
     return lang, collection
 
 
-def _warm_up(settings: Settings, collection: str) -> None:
+def _warm_up(reader: KnowledgeBase, collection: str) -> None:
     """Load the models after the page is drawn, so the first question does not wait for them."""
     try:
-        knowledge_base(settings).chain(collection)
+        reader.chain(collection)
     except Exception:  # asking will report the same problem as a one-line error
         log.debug("warm-up failed", exc_info=True)
 
@@ -497,7 +652,11 @@ def _page() -> None:
     )
     if CSS_PATH.is_file():
         st.html(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>")
-    lang, collection = _sidebar(settings)
+    reader = _reader(knowledge_base(settings))
+    if reader is None:
+        _sign_in(knowledge_base(settings), lang)
+        return
+    lang, collection = _sidebar(settings, reader)
     st.title(t(lang, "title"))
     st.caption(t(lang, "subtitle"))
     turns = _turns()
@@ -505,12 +664,12 @@ def _page() -> None:
     if not turns:
         welcome.markdown(t(lang, "welcome"))
     for index, turn in enumerate(turns):
-        _render_turn(turn, lang, index)
+        _render_turn(turn, lang, index, reader, collection)
     question = st.chat_input(t(lang, "chat_placeholder"), key="question")
     if question and question.strip():
         welcome.empty()
-        _ask(settings, collection, lang, question.strip())
-    _warm_up(settings, collection)
+        _ask(reader, collection, lang, question.strip())
+    _warm_up(reader, collection)
 
 
 if __name__ == "__main__":

@@ -28,12 +28,15 @@ def knowledge_base(settings: Settings) -> KnowledgeBase:
 
 
 @st.cache_data(show_spinner=False, ttl=20, max_entries=32)
-def _cached_status(settings_key: str, _settings: Settings) -> dict[str, Any]:
-    return knowledge_base(_settings).status()
+def _cached_status(settings_key: str, reader_key: str, _reader: KnowledgeBase) -> dict[str, Any]:
+    return _reader.status()
 
 
-def kb_status(settings: Settings) -> dict[str, Any]:
-    return _cached_status(settings.model_dump_json(), settings)
+def kb_status(settings: Settings, reader: KnowledgeBase | None = None) -> dict[str, Any]:
+    """The status as `reader` (the signed-in user's view) may see it, cached per reader."""
+    reader = reader or knowledge_base(settings)
+    principal = reader.principal
+    return _cached_status(settings.model_dump_json(), repr(principal), reader)
 
 
 def clear_status() -> None:

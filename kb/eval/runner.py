@@ -231,6 +231,7 @@ class EvalRequest:
     distractors: list[Path] = field(default_factory=list)
     collection: str | None = None
     rewrite: bool = True
+    as_user: str | None = None  # measure what this account may read (kb users)
 
 
 @dataclass
@@ -266,6 +267,7 @@ def evaluate(
         "retrieval": settings.retrieval,
         "follow_ups": "rewritten by the chat model" if request.rewrite else "joined to history",
         "skipped_empty_questions": len(skipped),
+        "as_user": request.as_user,
         "date": time.strftime("%Y-%m-%d %H:%M"),
     }
     if on_start is not None:
@@ -291,7 +293,8 @@ def evaluate(
             result = execute(knowledge)
     else:
         with KnowledgeBase(settings) as knowledge:
-            result = execute(knowledge)
+            reader = knowledge if request.as_user is None else knowledge.as_user(request.as_user)
+            result = execute(reader)
     summary = report.summarize(result.records, request.ks)
     meta.update(seconds=round(result.seconds, 1), interrupted=result.interrupted)
     summary["meta"] = meta

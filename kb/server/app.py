@@ -41,9 +41,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 import kb
-from kb.app import KnowledgeBase, SearchFilter
+from kb.app import KnowledgeBase, Principal, SearchFilter
 from kb.config import Settings
-from kb.errors import InputError, KbError, ModelError, StoreError
+from kb.errors import AccessDenied, InputError, KbError, ModelError, StoreError
 from kb.server import openai_mapping as oa
 from kb.server.metrics import Metrics
 from kb.server.queue import ClientGone, GenerationQueue, QueueFull, QueueTimeout
@@ -93,6 +93,8 @@ def _kb_error(exc: KbError) -> ApiError:
     client beyond its kind: the details (URLs, paths) are logged instead."""
     if isinstance(exc, InputError):
         return ApiError(400, scrub(str(exc)))
+    if isinstance(exc, AccessDenied):
+        return ApiError(403, scrub(str(exc)), "permission_error", "forbidden")
     if isinstance(exc, ModelError):
         log.error("model error: %s", exc)
         return ApiError(
@@ -397,8 +399,15 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
     def _collection(name: str | None) -> str:
         return name or settings.collection
 
-    def _require_documents(name: str, what: str = "collection") -> None:
-        if not knowledge.has_documents(name):
+    def _reader(request: Request) -> KnowledgeBase:
+        """The knowledge base as the caller may read it (see KeyGate)."""
+        return knowledge.as_principal(getattr(request.state, "kb_principal", None))
+
+    def _require_documents(
+        name: str, what: str = "collection", reader: KnowledgeBase = knowledge
+    ) -> None:
+        # A collection holding nothing the caller may read looks like one that does not exist.
+        if not reader.has_documents(name):
             raise ApiError(
                 404,
                 f"{what} {name!r} does not exist or holds no documents; GET /v1/models lists "
@@ -435,7 +444,8 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
         started = time.perf_counter()
         question, history = _conversation(body.messages)
         collection = body.model
-        await _run(_require_documents, collection, "model")
+        reader = _reader(request)
+        await _run(_require_documents, collection, "model", reader)
         filters = SearchFilter.of(body.folders or [], body.types or [])
         ignored = body.ignored()
         try:
@@ -462,7 +472,7 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
             metrics.answers.labels("cancelled").inc()
             return Response(status_code=499)
         try:
-            pump = EventPump(lambda: knowledge.stream(question, history, collection, filters))
+            pump = EventPump(lambda: reader.stream(question, history, collection, filters))
         except BaseException:
             queue.release(answer_started)
             raise
@@ -530,9 +540,9 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
     # --- models, embeddings ------------------------------------------------------------------
 
     @app.get("/v1/models", tags=["OpenAI"], dependencies=authorized, response_model=oa.ModelList)
-    async def list_models() -> dict[str, Any]:
-        """One model per collection that holds documents."""
-        collections = await _run(knowledge.collections)
+    async def list_models(request: Request) -> dict[str, Any]:
+        """One model per collection that holds documents (the caller may read)."""
+        collections = await _run(_reader(request).collections)
         created = oa.now()
         return {
             "object": "list",
@@ -555,8 +565,8 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
         response_model=oa.ModelCard,
         responses={404: {"model": oa.ErrorResponse, "description": "No such collection."}},
     )
-    async def get_model(model: str) -> dict[str, Any]:
-        for c in await _run(knowledge.collections):
+    async def get_model(model: str, request: Request) -> dict[str, Any]:
+        for c in await _run(_reader(request).collections):
             if c["name"] == model:
                 return {
                     "id": model,
@@ -613,14 +623,15 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
         response_model=SearchResponse,
         responses={404: {"model": oa.ErrorResponse, "description": "No such collection."}},
     )
-    async def search(body: SearchRequest) -> dict[str, Any]:
+    async def search(body: SearchRequest, request: Request) -> dict[str, Any]:
         """The chunks that best match `query`, with scores (no chat model involved)."""
         name = _collection(body.collection)
+        reader = _reader(request)
 
         def run() -> dict[str, Any]:
-            _require_documents(name)
+            _require_documents(name, "collection", reader)
             filters = SearchFilter.of(body.folders or [], body.types or [])
-            return knowledge.search(body.query, body.k, name, filters).to_json()
+            return reader.search(body.query, body.k, name, filters).to_json()
 
         return await _run(run)
 
@@ -632,6 +643,7 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
         responses={413: {"model": oa.ErrorResponse, "description": "The upload is too large."}},
     )
     async def ingest(
+        request: Request,
         files: Annotated[list[UploadFile], File(description="The files to add.")],
         collection: Annotated[
             str | None, Form(pattern=COLLECTION, description="Collection (default)")
@@ -655,7 +667,7 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
                     code="request_too_large",
                 )
             uploads.append((upload.filename or "", data))
-        report = await _run(knowledge.store_uploads, uploads, name)
+        report = await _run(_reader(request).store_uploads, uploads, name)
         results = []
         for item in report.files:
             metrics.ingested_files.labels(item.status or "unknown").inc()
@@ -680,13 +692,14 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
 
     @app.get("/v1/documents", tags=["kb"], dependencies=authorized, response_model=DocumentList)
     async def documents(
+        request: Request,
         collection: Annotated[
             str | None, Query(pattern=COLLECTION, description="Collection (default)")
         ] = None,
     ) -> dict[str, Any]:
         """The documents of a collection (uploaded or ingested from folders)."""
         name = _collection(collection)
-        found = await _run(knowledge.documents, name)
+        found = await _run(_reader(request).documents, name)
         return {"collection": name, "documents": [d.to_json() for d in found]}
 
     @app.delete(
@@ -698,13 +711,14 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
     )
     async def delete_document(
         document_id: str,
+        request: Request,
         collection: Annotated[
             str | None, Query(pattern=COLLECTION, description="Collection (default)")
         ] = None,
     ) -> dict[str, Any]:
         """Remove a document and its chunks (an upload's stored file too)."""
         name = _collection(collection)
-        deleted = await _run(knowledge.delete_document, document_id, name)
+        deleted = await _run(_reader(request).delete_document, document_id, name)
         if deleted is None:
             raise ApiError(
                 404, f"no document {document_id!r} in collection {name!r}", code="not_found"
@@ -781,7 +795,7 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
         default_limit=int(settings.serve_max_body_mb * 1_000_000),
         limits={"/v1/ingest": int(settings.serve_max_upload_mb * 1_000_000)},
     )
-    app.add_middleware(KeyGate, keys=keys)
+    app.add_middleware(KeyGate, keys=keys, knowledge=knowledge)
     app.add_middleware(RequestMetrics, metrics=metrics)
     origins = [o.strip() for o in settings.serve_cors_origins.split(",") if o.strip()]
     if origins:
@@ -900,24 +914,47 @@ def _conversation(messages: list[oa.ChatMessage]) -> tuple[str, list[dict[str, s
 
 
 class KeyGate:
-    """Every route but the open ones needs a valid key, checked before the body is read."""
+    """Every route but the open ones needs a caller, checked before the body is read: a key
+    from KB_API_KEYS (the operator's: reads everything), a user's own API key (reads what the
+    user's groups may), or a name set by a trusted single sign-on proxy. Without keys and
+    accounts the server is open, as it only binds to loopback then. The caller's principal goes
+    into the request's state for the routes."""
 
-    def __init__(self, app: Any, keys: KeyChecker) -> None:
+    def __init__(self, app: Any, keys: KeyChecker, knowledge: KnowledgeBase) -> None:
         self.app = app
         self.keys = keys
+        self.knowledge = knowledge
+        settings = knowledge.settings
+        self.proxy_header = settings.trusted_proxy_header.strip().lower().encode("latin-1")
+        self.proxies = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}
+
+    def _caller(self, scope: Any) -> tuple[bool, Principal | None]:
+        headers = dict(scope.get("headers") or [])
+        client = (scope.get("client") or ("", 0))[0]
+        if self.proxy_header and client in self.proxies and self.proxy_header in headers:
+            principal = self.knowledge.user_principal(headers[self.proxy_header].decode("latin-1"))
+            return principal is not None, principal
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        if self.keys.enabled and self.keys.allows(authorization):
+            return True, None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            principal = self.knowledge.api_key_owner(token.strip())
+            if principal is not None:
+                return True, principal
+        return not (self.keys.enabled or self.knowledge.needs_sign_in()), None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if (
             scope["type"] != "http"
-            or not self.keys.enabled
             or scope.get("method") == "OPTIONS"
             or scope.get("path") in OPEN_PATHS
         ):
             await self.app(scope, receive, send)
             return
-        headers = dict(scope.get("headers") or [])
-        authorization = headers.get(b"authorization", b"").decode("latin-1")
-        if self.keys.allows(authorization):
+        allowed, principal = await anyio.to_thread.run_sync(self._caller, scope)
+        if allowed:
+            scope.setdefault("state", {})["kb_principal"] = principal
             await self.app(scope, receive, send)
             return
         response = JSONResponse(

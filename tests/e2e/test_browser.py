@@ -165,3 +165,76 @@ def test_question_in_real_browser_streams_answer_with_sources(server) -> None:
         finally:
             browser.close()
     assert screenshot.stat().st_size > 10_000
+
+
+def test_sign_in_sign_out_and_lockout_in_real_browser(server) -> None:
+    """Once accounts exist the page asks for sign-in: a wrong password and an unknown name get
+    the same message, sign-out returns to the form, and repeated failures lock a name out."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log = server
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update(KB_HOME=str(log.parent))
+    for name, extra in (("pat", ["--admin"]), ("lee", ["--groups", "staff"])):
+        added = subprocess.run(
+            [str(KB_BIN), "users", "add", name, *extra],
+            env=env,
+            input="correct horse battery\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert added.returncode == 0, added.stderr
+
+    def failures(name: str) -> int:
+        import sqlite3
+
+        with sqlite3.connect(log.parent / "users.sqlite3", timeout=5) as db:
+            rows = db.execute(
+                "SELECT sum(failures) FROM sign_in_failures WHERE user = ?", (name,)
+            ).fetchall()
+        return int(rows[0][0] or 0)
+
+    def sign_in(page, name: str, password: str, expect_failure: bool = False) -> None:
+        before = failures(name)
+        page.get_by_label("User name").fill(name)
+        page.get_by_label("Password", exact=True).fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        if expect_failure:  # wait for the server to have judged this attempt
+            deadline = time.monotonic() + 60
+            while failures(name) == before:
+                assert time.monotonic() < deadline, "the sign-in was never judged"
+                time.sleep(0.2)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000}, locale="en-US")
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=120_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+            failed = page.get_by_text("Wrong user name or password.")
+            sign_in(page, "pat", "not the password", expect_failure=True)
+            expect(failed).to_be_visible(timeout=60_000)
+            sign_in(page, "nobody-here", "correct horse battery", expect_failure=True)
+            expect(failed).to_be_visible(timeout=60_000)
+
+            sign_in(page, "pat", "correct horse battery")
+            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=120_000)
+            expect(page.get_by_text("Signed in as pat")).to_be_visible()
+            page.get_by_role("button", name="Sign out").click()
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=60_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+
+            for _ in range(5):  # KB_LOGIN_MAX_FAILURES
+                sign_in(page, "lee", "not the password", expect_failure=True)
+                expect(failed).to_be_visible(timeout=60_000)
+            sign_in(page, "lee", "correct horse battery")
+            expect(page.get_by_text("Too many failed sign-ins")).to_be_visible(timeout=60_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+            assert page.get_by_test_id("stException").count() == 0
+        except Exception:
+            print(log.read_text(errors="replace")[-4000:])
+            raise
+        finally:
+            browser.close()
