@@ -22,7 +22,7 @@ from typing import Any
 
 import streamlit as st
 
-from kb.answer.types import Answer, Done, Source, StreamedText, label
+from kb.answer.types import Answer, Done, Source, StreamedText, evidence_label, label
 from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, KnowledgeBase, UploadReport
 from kb.config import Settings, get_settings
 from kb.errors import KbError
@@ -186,8 +186,8 @@ def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = Non
     """One final answer: text (or refusal), then its source cards."""
     if answer.refused:
         st.warning(answer.answer, icon=":material/report:")
-        if answer.refusal_reason == "unsupported" and answer.evidence:
-            st.caption(label("unsupported", answer.language))
+        if answer.refusal_reason in ("unsupported", "near_miss") and answer.evidence:
+            st.caption(evidence_label(answer.refusal_reason, answer.language))
             for quote in answer.evidence:
                 where = escape_markdown(quote.source)
                 st.markdown(f"> {escape_markdown(quote.text)} — *{where}*")

