@@ -320,6 +320,102 @@ def report(home: Path, model: str, limit: int | None) -> dict:
     }
 
 
+# --- evidence budget ---------------------------------------------------------------------------
+
+
+def budget(home: Path, model: str, budgets: list[int]) -> dict:
+    """For each Chinese evidence budget: how often every required part of the answer reaches the
+    prompt (the model cannot copy what it is not shown), and the prompt's size, on the fit
+    part's answerable questions (no generation: fast)."""
+    from kb.answer.policy import RefusalPolicy
+    from kb.app import KnowledgeBase
+
+    rows = [q for q in eval_sets.questions(SET, "calibrate") if not q.get("unanswerable")]
+    out = {"date": time.strftime("%Y-%m-%d"), "questions": len(rows), "budgets": {}}
+    settings = _settings(home, model)
+    with KnowledgeBase(settings, policy=RefusalPolicy.open()) as knowledge:
+        for tokens in budgets:
+            chain = knowledge.chain()
+            chain.settings = settings.model_copy(update={"context_tokens_zh": tokens})
+            shown, sizes = 0, []
+            for q in rows:
+                messages = chain.prompt_for(q["question"])
+                if not messages:
+                    continue
+                text = str(messages[-1].content)
+                sizes.append(chain.model.count_messages(messages))
+                shown += all(any(alt in text for alt in part) for part in q["answer_parts"])
+            out["budgets"][str(tokens)] = {
+                "answer_in_prompt": round(shown / len(rows), 3),
+                "prompt_tokens_p50": _p50(sizes),
+            }
+            print(f"  budget {tokens}: {out['budgets'][str(tokens)]}", file=sys.stderr)
+    return out
+
+
+# --- where time to first token goes -----------------------------------------------------------
+
+
+def prefix(home: Path, model: str, repeats: int) -> dict:
+    """Prompt tokens per part of Chinese answer prompts, and their time to first token with
+    nothing cached, after another Chinese prompt (the system prefix reused), and after an
+    English one, alternating; plus the answer check's cost. llama.cpp is timed directly."""
+    from kb.answer import prompts
+    from kb.answer.policy import RefusalPolicy
+    from kb.app import KnowledgeBase
+
+    rows = [q for q in eval_sets.questions(SET, "calibrate") if not q.get("unanswerable")]
+    english = "How many days of annual leave do managers get?"
+    with KnowledgeBase(_settings(home, model), policy=RefusalPolicy.open()) as knowledge:
+        chain = knowledge.chain()
+        llm = chain.model
+        llama = llm.llama
+
+        def first_token_ms(messages) -> float:
+            started = time.perf_counter()
+            for _ in llm.stream(messages, max_tokens=1):
+                break
+            return (time.perf_counter() - started) * 1000
+
+        prompts_zh = [m for m in (chain.prompt_for(q["question"]) for q in rows[:12]) if m]
+        en_prompt = [
+            type(prompts_zh[0][0])(prompts.SYSTEM["en"]),
+            type(prompts_zh[0][1])(prompts.USER["en"].format(sources="[1] x: y", question=english)),
+        ]
+        parts: dict[str, list[int]] = {"system": [], "sources": [], "question": [], "total": []}
+        timed: dict[str, list[float]] = {"cold": [], "after_chinese": [], "after_english": []}
+        for i in range(repeats):
+            for j, messages in enumerate(prompts_zh):
+                other = prompts_zh[(j + 1) % len(prompts_zh)]
+                user = str(messages[1].content)
+                sources = user.split("<<<\n", 1)[-1].split("\n>>>", 1)[0]
+                if i == 0:
+                    parts["system"].append(llm.count_tokens(str(messages[0].content)))
+                    parts["sources"].append(llm.count_tokens(sources))
+                    parts["question"].append(llm.count_tokens(user.split("问题：")[-1]))
+                    parts["total"].append(llm.count_messages(messages))
+                llama.reset()
+                timed["cold"].append(first_token_ms(messages))
+                first_token_ms(other)
+                timed["after_chinese"].append(first_token_ms(messages))
+                first_token_ms(en_prompt)
+                timed["after_english"].append(first_token_ms(messages))
+        check = []
+        for q in rows[:6]:
+            answer = knowledge.ask(q["question"])
+            if answer.diagnostics.get("check_ms") is not None:
+                check.append(answer.diagnostics["check_ms"])
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "prompts": len(prompts_zh),
+        "repeats": repeats,
+        "tokens_p50": {k: _p50(v) for k, v in parts.items()},
+        "ttft_ms_p50": {k: _p50(v) for k, v in timed.items()},
+        "check_ms_p50": _p50(check),
+        "load_average": round(__import__("os").getloadavg()[0], 2),
+    }
+
+
 # --- follow-ups --------------------------------------------------------------------------------
 
 
@@ -423,6 +519,34 @@ def render(results: dict) -> str:
             f"{r['prompt_tokens_p50']} |",
             "",
         ]
+    pr = results.get("prefix")
+    if pr:
+        t, ms = pr["tokens_p50"], pr["ttft_ms_p50"]
+        lines += [
+            f"## Where time to first token goes ({pr['date']}): {pr['prompts']} Chinese answer "
+            f"prompts × {pr['repeats']}, llama.cpp timed directly, load average "
+            f"{pr['load_average']}",
+            "",
+            "| prompt tokens p50: system | sources | question | whole prompt | TTFT p50: nothing "
+            "cached | after another Chinese prompt | after an English prompt | answer check p50 |",
+            "|---|---|---|---|---|---|---|---|",
+            f"| {t['system']} | {t['sources']} | {t['question']} | {t['total']} | "
+            f"{ms['cold']:.0f} ms | {ms['after_chinese']:.0f} ms | {ms['after_english']:.0f} ms | "
+            f"{pr['check_ms_p50']} ms |",
+            "",
+        ]
+    b = results.get("budget")
+    if b:
+        lines += [
+            f"## Chinese evidence budget ({b['date']}): fit part, {b['questions']} answerable "
+            "questions, no generation",
+            "",
+            "| budget (tokens) | every answer part in the prompt | prompt tokens p50 |",
+            "|---|---|---|",
+        ]
+        for tokens, v in b["budgets"].items():
+            lines.append(f"| {tokens} | {v['answer_in_prompt']} | {v['prompt_tokens_p50']} |")
+        lines.append("")
     fu = results.get("followups")
     if fu:
         lines += [
@@ -446,11 +570,13 @@ def render(results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    for name in ("collect", "report", "followups"):
+    for name in ("collect", "report", "followups", "budget", "prefix"):
         p = sub.add_parser(name)
         p.add_argument("--home", type=Path, required=True)
         p.add_argument("--model", default="qwen2.5-1.5b")
         p.add_argument("--limit", type=int, default=None)
+        p.add_argument("--budgets", default="200,160,130,100")
+        p.add_argument("--repeats", type=int, default=2)
     fp = sub.add_parser("fit")
     fp.add_argument("--model", default="qwen2.5-1.5b")
     fp.add_argument("--max-false", type=float, default=0.10)
@@ -463,6 +589,11 @@ def main() -> None:
         return
     if args.what == "fit":
         results = _save("fit", fit(RESULTS / f"rgb-signals-{args.model}.json", args.max_false))
+    elif args.what == "prefix":
+        results = _save("prefix", prefix(args.home, args.model, args.repeats))
+    elif args.what == "budget":
+        budgets = [int(b) for b in args.budgets.split(",")]
+        results = _save("budget", budget(args.home, args.model, budgets))
     elif args.what == "report":
         results = _save("report", report(args.home, args.model, args.limit))
     else:

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     context_tokens: int = Field(
         200, ge=32, description="Token budget for source text in the prompt (model tokens)."
     )
+    context_tokens_zh: int = Field(
+        -1,
+        ge=-1,
+        description="Token budget for source text in prompts for Chinese questions; -1 uses "
+        "KB_CONTEXT_TOKENS.",
+    )
     evidence_sentences: int = Field(
         3, ge=1, le=50, description="Most source sentences quoted to the model per question."
     )

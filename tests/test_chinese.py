@@ -11,17 +11,24 @@ from pathlib import Path
 import pytest
 
 from kb.answer.constraints import compare, constraints
-from kb.answer.followup import needs_history, swapped_constraint, with_subjects
+from kb.answer.followup import (
+    conversation_subjects,
+    leans_on_subjects,
+    needs_history,
+    swapped_constraint,
+    with_subjects,
+)
 from kb.answer.policy import RefusalPolicy
 from kb.answer.subjects import chinese_subjects
 from kb.answer.types import Refused
 from kb.models.fake import FakeChatModel, last_user_text
 
 DOCS = {
-    "北辰集团2022年报摘要.md": "# 北辰集团2022年报摘要\n\n北辰集团2022年营业收入为128亿元，同比增长12%。"
-    "北辰集团总部位于江州市。",
+    "北辰集团2022年报摘要.md": "# 北辰集团2022年报摘要\n\n"
+    "北辰集团2022年营业收入为128亿元，同比增长12%。北辰集团总部位于江州市。",
     "南岭集团经营简报.md": "# 南岭集团经营简报\n\n南岭集团2021年营业收入为85亿元，净利润为9亿元。",
-    "南湖读书节.md": "# 南湖读书节\n\n南湖市第六届读书节于2021年5月在南湖公园举办，共有三万人参加。",
+    "南湖读书节.md": "# 南湖读书节\n\n"
+    "南湖市第六届读书节于2021年5月在南湖公园举办，共有三万人参加。",
 }
 YEAR_MISS = "2021年北辰集团的营业收入是多少？"
 RIGHT_YEAR = "2022年北辰集团的营业收入是多少？"
@@ -68,7 +75,8 @@ def citing(*needles: str):
 
 
 def test_constraints_read_chinese_years_quarters_halves_and_editions():
-    found = {(c.kind, c.value) for c in constraints("华为2021财年上半年、第三季度和第七届大会，2000人")}
+    text = "华为2021财年上半年、第三季度和第七届大会，2000人"
+    found = {(c.kind, c.value) for c in constraints(text)}
     assert found == {("year", "2021"), ("half", "1"), ("quarter", "3"), ("ordinal:届", "7")}
     assert {(c.kind, c.value) for c in constraints("2021年11月，第3艘")} == {
         ("year", "2021"),
@@ -98,9 +106,10 @@ def test_follow_ups_are_told_from_new_topics_without_the_model():
     assert not needs_history("How many days of annual leave do managers get?", "en")
     assert swapped_constraint(YEAR_MISS, "那2022年呢？") == RIGHT_YEAR
     assert swapped_constraint(YEAR_MISS, "那2022年的净利润呢？") is None
-    assert with_subjects("中国人民大学文学院前身是什么", "它成立于哪一年", "zh") == (
-        "中国人民大学文学院成立于哪一年"
-    )
+    subjects = conversation_subjects(["中国人民大学文学院前身是什么", "有哪些专业"], "zh")
+    assert with_subjects(subjects, "它成立于哪一年", "zh") == "中国人民大学文学院成立于哪一年"
+    assert leans_on_subjects("学院有多少位教师？", subjects, "zh")
+    assert not leans_on_subjects("南湖市第七届读书节在哪里举办？", subjects, "zh")
 
 
 # --- the chain, with a fake model ----------------------------------------------------------------

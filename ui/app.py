@@ -131,6 +131,9 @@ class Turn:
     answer: Answer | None = None
     error: str = ""
     waited_s: float = 0.0  # time spent queued behind another user's question
+    # A new question interrupted this one while it streamed: what had arrived is kept.
+    stopped: bool = False
+    partial: str = ""
 
 
 def _turns() -> list[Turn]:
@@ -220,6 +223,10 @@ def _render_turn(turn: Turn, lang: str, index: int) -> None:
     with st.chat_message("assistant"), st.container(key=f"answer-{index}"):
         if turn.answer is not None:
             render_answer(turn.answer, lang, index, turn)
+        elif turn.stopped:
+            if turn.partial:
+                st.markdown(escape_markdown(turn.partial))
+            st.caption(t(lang, "stopped"))
         else:
             st.error(turn.error)
 
@@ -229,6 +236,10 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
     turns = _turns()
     index = len(turns)
     turn = Turn(question=question)
+    # Kept from the start: a question asked while this one streams makes Streamlit stop this
+    # run (an exception outside Exception), and the turn must stay on the page as stopped.
+    turns.append(turn)
+    shown = StreamedText()
     with st.chat_message("user"):
         st.markdown(escape_markdown(question))
     with st.chat_message("assistant"):
@@ -242,7 +253,6 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
             queued_at = time.perf_counter() if knowledge.model_busy else None
             if queued_at is not None:
                 status.info(t(lang, "queued"), icon=":material/hourglass_top:")
-            shown = StreamedText()
             final: Answer | None = None
             events = knowledge.stream(question, history_for_chain(turns), collection)
             waiting = True
@@ -268,6 +278,10 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
         except Exception as exc:  # a bug: one line here, the traceback in the server log
             log.exception("answering %r failed", question)
             turn.error = t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc))
+        except BaseException:
+            # Streamlit stops this run for the next question: keep what streamed, as stopped.
+            turn.stopped, turn.partial = True, shown.text
+            raise
         status.empty()
         # The final text can differ from the streamed one (a refusal replaces a guess).
         with body.container():
@@ -275,7 +289,6 @@ def _ask(settings: Settings, collection: str, lang: str, question: str) -> None:
                 render_answer(turn.answer, lang, index, turn)
             else:
                 st.error(turn.error)
-    turns.append(turn)
 
 
 class _UploadProgress:

@@ -31,7 +31,13 @@ from kb.answer.evidence import (
     select_evidence,
     support,
 )
-from kb.answer.followup import needs_history, swapped_constraint, with_subjects
+from kb.answer.followup import (
+    conversation_subjects,
+    leans_on_subjects,
+    needs_history,
+    swapped_constraint,
+    with_subjects,
+)
 from kb.answer.guard import addresses_ai, guarded_source
 from kb.answer.policy import RefusalPolicy
 from kb.answer.subjects import is_about, question_subjects, subject_coverage, subject_queries
@@ -215,15 +221,20 @@ class AnswerChain:
             return
         # Cheap tests first (kb.answer.followup): a question that reads on its own stays as
         # asked, and the common follow-ups are rewritten without the model.
-        previous = next(t["content"] for t in reversed(turn.history) if t["role"] == "user")
-        if not needs_history(question, turn.language):
+        earlier = [t["content"] for t in turn.history if t["role"] == "user"]
+        previous = earlier[-1]
+        subjects = conversation_subjects(earlier, turn.language)
+        if not (
+            needs_history(question, turn.language)
+            or leans_on_subjects(question, subjects, turn.language)
+        ):
             turn.rewrite = "kept"
             return
         swapped = swapped_constraint(previous, question)
         if swapped:
             turn.standalone, turn.rewrite = swapped, "swap"
             return
-        named = with_subjects(previous, question, turn.language)
+        named = with_subjects(subjects, question, turn.language)
         if named:
             turn.standalone, turn.rewrite = named, "subjects"
             return
@@ -287,7 +298,10 @@ class AnswerChain:
                 f"the question is too long for the model's context ({self.model.context_window} "
                 "tokens): shorten it, or raise KB_LLM_CTX"
             )
-        return min(self.settings.context_tokens, room) if cap else room
+        cap_tokens = self.settings.context_tokens
+        if language == "zh" and self.settings.context_tokens_zh >= 0:
+            cap_tokens = self.settings.context_tokens_zh
+        return min(cap_tokens, room) if cap else room
 
     def _prepare(self, turn: _Turn) -> None:
         policy, hits = self.policy, turn.hits

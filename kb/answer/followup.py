@@ -9,8 +9,9 @@ managers get?" after two questions about the helpdesk). So, in order:
    words of its own) is kept exactly as asked: a new topic stays a new topic.
 2. "那2022年呢？" / "And in 2023?": the previous question with its year (quarter, edition)
    swapped for the new one.
-3. A Chinese follow-up that points back ("它成立于哪一年", "有哪些专业"): the previous question's
-   named subjects put in place of the pronoun, or in front of the question.
+3. A Chinese follow-up that points back ("它成立于哪一年", "有哪些专业"), or names no subject of
+   its own while the conversation does ("学院有多少位教师？"): the conversation's named subjects
+   put in place of the pronoun, or in front of the question.
 4. Anything else goes to the model (kb.answer.chain).
 
 Hand-written rules rather than a classifier: the signals are few and fixed (pronouns and
@@ -20,6 +21,7 @@ openings of two languages), and each rule is a line a reviewer can check.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from kb.answer.constraints import constraints
 from kb.answer.subjects import question_subjects
@@ -85,12 +87,30 @@ def _replace_once(text: str, old: str, new: str) -> str | None:
     return text[:index] + new + text[index + len(old) :]
 
 
-def with_subjects(previous: str, question: str, language: str) -> str | None:
-    """A Chinese follow-up with the previous question's subjects put where it points back
-    ("它成立于哪一年" after a question about 文学院 → "文学院成立于哪一年")."""
+def conversation_subjects(earlier: Sequence[str], language: str) -> list[str]:
+    """The named subjects of the latest earlier question that names any (Chinese only): what a
+    conversation is about until a question names something else."""
+    if language != "zh":
+        return []
+    for question in reversed(earlier):
+        subjects = question_subjects(question, "zh")
+        if subjects:
+            return subjects
+    return []
+
+
+def leans_on_subjects(question: str, subjects: Sequence[str], language: str) -> bool:
+    """A Chinese question that names no subject of its own while the conversation has one
+    ("学院有多少位教师？" after questions about 哲学院) is about the conversation's subject."""
+    return language == "zh" and bool(subjects) and not question_subjects(question, "zh")
+
+
+def with_subjects(subjects: Sequence[str], question: str, language: str) -> str | None:
+    """A Chinese follow-up with the conversation's subjects put where it points back
+    ("它成立于哪一年" after a question about 文学院 → "文学院成立于哪一年"), else in front."""
     if language != "zh":
         return None
-    subjects = [s for s in question_subjects(previous, "zh") if s not in question]
+    subjects = [s for s in subjects if s not in question]
     if not subjects:
         return None
     named = "".join(subjects)
