@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
 import statistics
 import sys
 import time
@@ -84,14 +85,36 @@ def _record(name: str, q: dict, answer) -> dict:
     }
 
 
-def _ask(knowledge, rows: list[tuple[str, dict]], trace: bool, label: str) -> list[dict]:
-    records = []
+def _ask(
+    knowledge,
+    rows: list[tuple[str, dict]],
+    trace: bool,
+    label: str,
+    save: Path | None = None,
+    done: list[dict] | None = None,
+) -> list[dict]:
+    """Every question's record; with `save`, the records so far (after `done`) are written after
+    each one, so a long run on a shared machine loses nothing when stopped."""
+    records = list(done or [])
     for i, (half, q) in enumerate(rows, start=1):
         answer = knowledge.ask(q["question"], trace=trace)
         records.append({"half": half, **_record(SET, q, answer)})
-        if i % 10 == 0:
+        if save is not None:
+            save.write_text(json.dumps(records, ensure_ascii=False, indent=1))
+        if i % 5 == 0:
             print(f"  {label} {i}/{len(rows)}", file=sys.stderr, flush=True)
     return records
+
+
+def sample(half: str, answerable: int | None) -> list[dict]:
+    """A half's unanswerable questions, all of them, and up to `answerable` answerable ones (a
+    fixed sample): unanswerable questions are the scarce ones."""
+    rows = eval_sets.questions(SET, half)
+    un = [q for q in rows if q.get("unanswerable")]
+    an = [q for q in rows if not q.get("unanswerable")]
+    if answerable is not None and answerable < len(an):
+        an = random.Random(21).sample(an, answerable)
+    return un + an
 
 
 def _settings(home: Path, model: str):
@@ -100,15 +123,28 @@ def _settings(home: Path, model: str):
     return Settings(home=home, llm_model=model, answer_check=True)
 
 
-def collect(home: Path, model: str) -> Path:
+def collect(home: Path, model: str, answerable: int | None) -> Path:
     from kb.answer.policy import RefusalPolicy
     from kb.app import KnowledgeBase
 
-    rows = [(half, q) for half in eval_sets.HALVES for q in eval_sets.questions(SET, half)]
-    with KnowledgeBase(_settings(home, model), policy=RefusalPolicy.open()) as knowledge:
-        records = _ask(knowledge, rows, trace=True, label="collect")
+    # Interleaved (fit, report; unanswerable, answerable), so that a run stopped early still
+    # holds both parts and both kinds; a stopped run resumes where it left off.
+    parts = {
+        (half, un): [q for q in sample(half, answerable) if bool(q.get("unanswerable")) == un]
+        for half in eval_sets.HALVES
+        for un in (True, False)
+    }
+    order = []
+    for i in range(max(len(v) for v in parts.values())):
+        for key, questions in parts.items():
+            if i < len(questions):
+                order.append((key[0], questions[i]))
     out = RESULTS / f"rgb-signals-{model}.json"
-    out.write_text(json.dumps(records, ensure_ascii=False, indent=1))
+    done = json.loads(out.read_text()) if out.exists() else []
+    seen = {r["id"] for r in done}
+    rows = [(half, q) for half, q in order if q["id"] not in seen]
+    with KnowledgeBase(_settings(home, model), policy=RefusalPolicy.open()) as knowledge:
+        _ask(knowledge, rows, trace=True, label="collect", save=out, done=done)
     return out
 
 
@@ -377,13 +413,23 @@ def prefix(home: Path, model: str, repeats: int) -> dict:
                 break
             return (time.perf_counter() - started) * 1000
 
-        prompts_zh = [m for m in (chain.prompt_for(q["question"]) for q in rows[:12]) if m]
+        prompts_zh = [m for m in (chain.prompt_for(q["question"]) for q in rows[:6]) if m]
+        # The same questions with the evidence budget of English prompts (200 tokens).
+        settings = chain.settings
+        chain.settings = settings.model_copy(update={"context_tokens_zh": -1})
+        prompts_200 = [m for m in (chain.prompt_for(q["question"]) for q in rows[:6]) if m]
+        chain.settings = settings
         en_prompt = [
             type(prompts_zh[0][0])(prompts.SYSTEM["en"]),
             type(prompts_zh[0][1])(prompts.USER["en"].format(sources="[1] x: y", question=english)),
         ]
         parts: dict[str, list[int]] = {"system": [], "sources": [], "question": [], "total": []}
-        timed: dict[str, list[float]] = {"cold": [], "after_chinese": [], "after_english": []}
+        timed: dict[str, list[float]] = {
+            "cold": [],
+            "after_chinese": [],
+            "after_english": [],
+            "after_chinese_budget_200": [],
+        }
         for i in range(repeats):
             for j, messages in enumerate(prompts_zh):
                 other = prompts_zh[(j + 1) % len(prompts_zh)]
@@ -400,6 +446,9 @@ def prefix(home: Path, model: str, repeats: int) -> dict:
                 timed["after_chinese"].append(first_token_ms(messages))
                 first_token_ms(en_prompt)
                 timed["after_english"].append(first_token_ms(messages))
+                if j < len(prompts_200):
+                    first_token_ms(other)
+                    timed["after_chinese_budget_200"].append(first_token_ms(prompts_200[j]))
         check = []
         for q in rows[:6]:
             answer = knowledge.ask(q["question"])
@@ -419,22 +468,19 @@ def prefix(home: Path, model: str, repeats: int) -> dict:
 # --- follow-ups --------------------------------------------------------------------------------
 
 
-def followups(home: Path, model: str) -> dict:
-    """domainrag's conversational questions, answered with their history (the chain's rewrite)
-    and alone, alternating, on the same knowledge base."""
+def followups(home: Path, model: str, answers: bool) -> dict:
+    """domainrag's conversational questions: retrieval hit@5 of the question as the chain
+    rewrites it from its history, of the question alone, and of the question joined to the
+    earlier ones (the old fallback), with the rewrite's time; with `answers`, also answered
+    with and without the history (answer contained, time to first token)."""
     from kb.app import KnowledgeBase
     from kb.eval.metrics import answer_contained
 
-    rows = [
-        json.loads(x)
-        for x in (eval_sets.EVAL / "domainrag" / "qa.jsonl").open(encoding="utf-8")
-        if '"history"' in x
-    ]
+    rows = [json.loads(x) for x in (eval_sets.EVAL / "domainrag" / "qa.jsonl").open()]
     rows = [r for r in rows if r.get("history")]
-    out: dict[str, dict] = {}
-    per: dict[str, list[dict]] = {"rewrite": [], "alone": []}
+    per: dict[str, list[dict]] = {"rewrite": [], "alone": [], "joined": []}
     with KnowledgeBase(_settings(home, model)) as knowledge:
-        knowledge.ask("你好")
+        knowledge.ask("你好")  # loads the models; not timed
         for i, r in enumerate(rows, start=1):
             history = []
             for h in r["history"]:
@@ -443,37 +489,42 @@ def followups(home: Path, model: str) -> dict:
                     {"role": "assistant", "content": (h.get("answers") or [""])[0]},
                 ]
             gold = set(r["gold_ids"])
-            for mode in ("rewrite", "alone"):
-                answer = knowledge.ask(r["question"], history if mode == "rewrite" else None)
-                hits = knowledge.search(answer.standalone_question, k=5).hits
-                stems = {Path(h.source).stem for h in hits}
-                per[mode].append(
-                    {
-                        "contained": (not answer.refused)
-                        and answer_contained(answer.answer, r["answers"]),
-                        "hit5": bool(stems & gold),
-                        "ttft_ms": answer.timings.get("first_token_ms"),
-                        "total_ms": answer.timings.get("total_ms"),
-                        "rewrite": answer.diagnostics.get("rewrite"),
-                        "refused": answer.refused,
-                    }
-                )
+            started = time.perf_counter()
+            rewritten = knowledge.standalone_question(r["question"], history)
+            rewrite_ms = (time.perf_counter() - started) * 1000
+            joined = " ".join([h["question"] for h in r["history"]] + [r["question"]])
+            queries = {"rewrite": rewritten, "alone": r["question"], "joined": joined}
+            for mode, query in queries.items():
+                hits = knowledge.search(query, k=5).hits
+                item = {
+                    "hit5": bool({Path(h.source).stem for h in hits} & gold),
+                    "changed": query != r["question"],
+                }
+                if mode == "rewrite":
+                    item["rewrite_ms"] = rewrite_ms
+                if answers and mode != "joined":
+                    answer = knowledge.ask(r["question"], history if mode == "rewrite" else None)
+                    item["contained"] = (not answer.refused) and answer_contained(
+                        answer.answer, r["answers"]
+                    )
+                    item["ttft_ms"] = answer.timings.get("first_token_ms")
+                per[mode].append(item)
             print(f"  followups {i}/{len(rows)}", file=sys.stderr, flush=True)
+    out: dict = {"date": time.strftime("%Y-%m-%d"), "model": model, "answers": answers}
     for mode, items in per.items():
         n = len(items)
         out[mode] = {
             "n": n,
-            "answer_contained": round(sum(x["contained"] for x in items) / max(n, 1), 3),
             "hit_at_5": round(sum(x["hit5"] for x in items) / max(n, 1), 3),
-            "refused": round(sum(x["refused"] for x in items) / max(n, 1), 3),
-            "ttft_ms_p50": _p50([x["ttft_ms"] for x in items]),
-            "total_ms_p50": _p50([x["total_ms"] for x in items]),
-            "rewrites": {
-                k: sum(x["rewrite"] == k for x in items)
-                for k in sorted({str(x["rewrite"]) for x in items})
-            },
+            "changed": sum(x["changed"] for x in items),
         }
-    return {"date": time.strftime("%Y-%m-%d"), "model": model, **out}
+        if mode == "rewrite":
+            out[mode]["rewrite_ms_p50"] = _p50([x["rewrite_ms"] for x in items])
+            out[mode]["rewrite_ms_max"] = round(max(x["rewrite_ms"] for x in items), 1)
+        if answers and mode != "joined":
+            out[mode]["answer_contained"] = round(sum(x["contained"] for x in items) / n, 3)
+            out[mode]["ttft_ms_p50"] = _p50([x["ttft_ms"] for x in items])
+    return out
 
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -528,11 +579,12 @@ def render(results: dict) -> str:
             f"{pr['load_average']}",
             "",
             "| prompt tokens p50: system | sources | question | whole prompt | TTFT p50: nothing "
-            "cached | after another Chinese prompt | after an English prompt | answer check p50 |",
-            "|---|---|---|---|---|---|---|---|",
+            "cached | after another Chinese prompt | after an English prompt | after another "
+            "Chinese prompt, 200-token evidence | answer check p50 |",
+            "|---|---|---|---|---|---|---|---|---|",
             f"| {t['system']} | {t['sources']} | {t['question']} | {t['total']} | "
             f"{ms['cold']:.0f} ms | {ms['after_chinese']:.0f} ms | {ms['after_english']:.0f} ms | "
-            f"{pr['check_ms_p50']} ms |",
+            f"{ms['after_chinese_budget_200']:.0f} ms | {pr['check_ms_p50']} ms |",
             "",
         ]
     b = results.get("budget")
@@ -549,21 +601,32 @@ def render(results: dict) -> str:
         lines.append("")
     fu = results.get("followups")
     if fu:
+        names = {
+            "rewrite": "rewritten by the chain from its history",
+            "alone": "the question alone",
+            "joined": "joined to the earlier questions",
+        }
         lines += [
             f"## Follow-ups: domainrag's conversational questions ({fu['date']}, {fu['model']})",
             "",
-            "| question as | n | answer contained | hit@5 | refused | TTFT p50 | total p50 | "
-            "rewrites |",
-            "|---|---|---|---|---|---|---|---|",
+            "| retrieved with | n | changed | hit@5 | answer contained | TTFT p50 |",
+            "|---|---|---|---|---|---|",
         ]
-        for mode in ("rewrite", "alone"):
+        for mode, name in names.items():
             m = fu[mode]
+            ttft = m.get("ttft_ms_p50")
             lines.append(
-                f"| {mode} | {m['n']} | {m['answer_contained']} | {m['hit_at_5']} | "
-                f"{m['refused']} | {(m['ttft_ms_p50'] or 0) / 1000:.2f} s | "
-                f"{(m['total_ms_p50'] or 0) / 1000:.2f} s | {m['rewrites']} |"
+                f"| {name} | {m['n']} | {m['changed']} | {m['hit_at_5']} | "
+                f"{m.get('answer_contained', '—')} | "
+                f"{'—' if ttft is None else f'{ttft / 1000:.2f} s'} |"
             )
-        lines.append("")
+        r = fu["rewrite"]
+        lines += [
+            "",
+            f"The rewrite itself: p50 {r['rewrite_ms_p50']:.0f} ms, at most "
+            f"{r['rewrite_ms_max']:.0f} ms.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -575,8 +638,15 @@ def main() -> None:
         p.add_argument("--home", type=Path, required=True)
         p.add_argument("--model", default="qwen2.5-1.5b")
         p.add_argument("--limit", type=int, default=None)
+        p.add_argument(
+            "--answerable",
+            type=int,
+            default=None,
+            help="answerable questions per part (all unanswerable ones are kept)",
+        )
         p.add_argument("--budgets", default="200,160,130,100")
         p.add_argument("--repeats", type=int, default=2)
+        p.add_argument("--answers", action="store_true", help="followups: answer them too")
     fp = sub.add_parser("fit")
     fp.add_argument("--model", default="qwen2.5-1.5b")
     fp.add_argument("--max-false", type=float, default=0.10)
@@ -585,7 +655,7 @@ def main() -> None:
         print(f"skipped: {eval_sets.EVAL / SET} not found")
         return
     if args.what == "collect":
-        print(collect(args.home, args.model))
+        print(collect(args.home, args.model, args.answerable))
         return
     if args.what == "fit":
         results = _save("fit", fit(RESULTS / f"rgb-signals-{args.model}.json", args.max_false))
@@ -597,7 +667,7 @@ def main() -> None:
     elif args.what == "report":
         results = _save("report", report(args.home, args.model, args.limit))
     else:
-        results = _save("followups", followups(args.home, args.model))
+        results = _save("followups", followups(args.home, args.model, args.answers))
     print(render(results))
 
 
