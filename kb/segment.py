@@ -78,8 +78,9 @@ def query_terms(text: str) -> list[str]:
 
 
 # jieba's part-of-speech tags for proper names: people (nr, nrt, nrfg), places (ns),
-# organisations (nt), other names (nz) and abbreviations (j: 冬奥会, 央行).
-NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz", "j"})
+# organisations (nt) and other names (nz). Abbreviations (j: 恒指, 世锦赛) are left out: passages
+# often spell them out (恒生指数), and a name must be found as written.
+NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
 
 
 def tagged_words(text: str) -> list[tuple[str, str]]:
