@@ -1,21 +1,28 @@
 """Chinese answers on rgb_zh: refusal of unanswerable questions, near misses, speed; follow-ups.
 
+    .venv/bin/python bench/chinese_bench.py budget --home KB      # evidence budget, no model
+    .venv/bin/python bench/chinese_bench.py passages --home KB    # near-miss gates, no model
     .venv/bin/python bench/chinese_bench.py collect --home KB     # every gate open, once
     .venv/bin/python bench/chinese_bench.py fit                   # offline, from the records
     .venv/bin/python bench/chinese_bench.py report --home KB      # the calibrated chain
-    .venv/bin/python bench/chinese_bench.py followups --home KB   # domainrag's conversations
+    .venv/bin/python bench/chinese_bench.py prefix --home KB      # where TTFT goes
+    .venv/bin/python bench/chinese_bench.py followups --home KB2  # domainrag's conversations
 
-KB holds rgb_zh's passages (`KB_HOME=KB kb ingest ../shared/eval/rgb_zh/docs`). rgb_zh's
+KB holds rgb_zh's passages (`KB_HOME=KB kb ingest ../shared/eval/rgb_zh/docs`), KB2 domainrag's
+pages (at least the gold pages of its conversational questions). rgb_zh's
 development half is split by bench/eval_sets.py into a fit part ("calibrate") and a report part
 ("report"). `collect` answers every question of both parts with every refusal gate open and
 records each signal the chain computes (bench/results/rgb-signals-MODEL.json, git-ignored: it
 quotes the set); `fit` chooses the Chinese gates and fits the Chinese refusal score on the fit
-part only, and scores both the policy on main and the new one on the report part from the same
-records; `report` runs the calibrated chain on the report part (refusal, false refusal, answer
-contained with every required part, time to first token and total, per question). `followups`
-answers domainrag's conversational questions with the chain's rewrite and with the question alone
-(answer contained, retrieval hit@5, time to first token). Results: bench/results/chinese.json
-and chinese.md.
+part only, and scores the English-only gates and the Chinese ones on the report part from the
+same records; `report` runs the calibrated chain on the report part (refusal, false refusal, answer
+contained with every required part, time to first token and total, per question). `budget`
+and `passages` need no generation: how often the answer reaches the prompt per Chinese evidence
+budget, and how the near-miss and subject gates judge the passage an answer is built from.
+`prefix` times Chinese prompts cold, after another Chinese prompt and after an English one.
+`followups` retrieves domainrag's conversational questions as the chain rewrites them, alone,
+and joined to the earlier questions (`--answers`: answers them too). Results:
+bench/results/chinese.json and chinese.md.
 """
 
 from __future__ import annotations
@@ -258,7 +265,7 @@ def fit(records_path: Path, max_false: float) -> dict:
     records = json.loads(records_path.read_text())
     part = {h: [r for r in records if r["half"] == h] for h in eval_sets.HALVES}
     policy = RefusalPolicy.calibrated()
-    # main's chain: no Chinese subjects, no near-miss gate, the English score.
+    # Without Chinese gates: no Chinese subjects, no near-miss gate, the English score.
     before = {**_gates(policy, near_miss=False), "min_subject": -1.0}
     candidates = []
     for near, uncited, min_subject in itertools.product(
@@ -291,8 +298,8 @@ def fit(records_path: Path, max_false: float) -> dict:
         "score_zh": None if best["score"] is CALIBRATED else asdict(best["score"]),
         "score_thresholds_cross_validated": best["tried"],
         "report_part": {
-            # main computed no subjects for Chinese questions: the score read them as covered.
-            "main (English score, no Chinese gates)": rates(
+            # Without Chinese subjects the score reads subject coverage as complete.
+            "English gates and score only": rates(
                 [{**r, "subject_coverage": None} for r in part["report"]], before, CALIBRATED
             ),
             "near-miss gates only": rates(
@@ -597,7 +604,7 @@ def followups(home: Path, model: str, answers: bool) -> dict:
     rows = [r for r in rows if r.get("history")]
     per: dict[str, list[dict]] = {"rewrite": [], "alone": [], "joined": []}
     with KnowledgeBase(_settings(home, model)) as knowledge:
-        knowledge.ask("你好")  # loads the models; not timed
+        knowledge.chain()  # loads the models; not timed
         for i, r in enumerate(rows, start=1):
             history = []
             for h in r["history"]:
