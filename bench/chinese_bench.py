@@ -516,7 +516,7 @@ def _pre_model_gates(records: list[dict], max_false: float = 0.10) -> dict:
 # --- where time to first token goes -----------------------------------------------------------
 
 
-def prefix(home: Path, model: str, repeats: int) -> dict:
+def prefix(home: Path, model: str, repeats: int, count: int = 6) -> dict:
     """Prompt tokens per part of Chinese answer prompts, and their time to first token with
     nothing cached, after another Chinese prompt (the system prefix reused), and after an
     English one, alternating; plus the answer check's cost. llama.cpp is timed directly."""
@@ -537,11 +537,11 @@ def prefix(home: Path, model: str, repeats: int) -> dict:
                 break
             return (time.perf_counter() - started) * 1000
 
-        prompts_zh = [m for m in (chain.prompt_for(q["question"]) for q in rows[:6]) if m]
+        prompts_zh = [m for m in (chain.prompt_for(q["question"]) for q in rows[:count]) if m]
         # The same questions with the evidence budget of English prompts (200 tokens).
         settings = chain.settings
         chain.settings = settings.model_copy(update={"context_tokens_zh": -1})
-        prompts_200 = [m for m in (chain.prompt_for(q["question"]) for q in rows[:6]) if m]
+        prompts_200 = [m for m in (chain.prompt_for(q["question"]) for q in rows[:count]) if m]
         chain.settings = settings
         en_prompt = [
             type(prompts_zh[0][0])(prompts.SYSTEM["en"]),
@@ -574,7 +574,7 @@ def prefix(home: Path, model: str, repeats: int) -> dict:
                     first_token_ms(other)
                     timed["after_chinese_budget_200"].append(first_token_ms(prompts_200[j]))
         check = []
-        for q in rows[:6]:
+        for q in rows[:count]:
             answer = knowledge.ask(q["question"])
             if answer.diagnostics.get("check_ms") is not None:
                 check.append(answer.diagnostics["check_ms"])
@@ -826,7 +826,7 @@ def main() -> None:
     elif args.what == "passages":
         results = _save("passages", passages(args.home, args.model))
     elif args.what == "prefix":
-        results = _save("prefix", prefix(args.home, args.model, args.repeats))
+        results = _save("prefix", prefix(args.home, args.model, args.repeats, args.limit or 6))
     elif args.what == "budget":
         budgets = [int(b) for b in args.budgets.split(",")]
         results = _save("budget", budget(args.home, args.model, budgets))
