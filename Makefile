@@ -39,11 +39,13 @@ run: setup
 	fi
 	$(BIN)/kb ui
 
+# Chinese text needs CJK fonts in the browser, or screenshots show boxes.
 browser:
-	@command -v chromium >/dev/null || { \
-		echo "installing Debian's chromium for the browser test"; \
+	@{ command -v chromium >/dev/null && dpkg -s fonts-noto-cjk >/dev/null 2>&1; } || { \
+		echo "installing Debian's chromium and CJK fonts for the browser test"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+			chromium fonts-noto-cjk >/dev/null; }
 
 test: setup browser
 	$(BIN)/python -m pytest -q

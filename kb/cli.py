@@ -31,7 +31,17 @@ from rich.table import Table
 from rich.text import Text
 
 import kb
-from kb.answer.types import Answer, AnswerEvent, Done, Refused, Replace, Sources, Token, label
+from kb.answer.types import (
+    Answer,
+    AnswerEvent,
+    Done,
+    Refused,
+    Replace,
+    Sources,
+    Token,
+    evidence_label,
+    label,
+)
 from kb.app import KnowledgeBase, SearchFilter
 from kb.config import Settings, get_settings
 from kb.errors import ConfigError, InputError, KbError
@@ -455,7 +465,7 @@ class _AnswerPrinter:
             if self.line_open:
                 self._end_line()
                 if event.evidence:
-                    out.print(f"[yellow]{label('unsupported', event.language)}[/]")
+                    out.print(f"[yellow]{evidence_label(event.reason, event.language)}[/]")
                     for quote in event.evidence:
                         out.print(f"  “{quote.text}” ({quote.source})", highlight=False)
             out.print(event.message, end="", highlight=False, markup=False)

@@ -75,3 +75,16 @@ def index_terms(text: str) -> list[str]:
 def query_terms(text: str) -> list[str]:
     """The distinct terms of a query, in order of first appearance."""
     return list(dict.fromkeys(index_terms(text)))
+
+
+# jieba's part-of-speech tags for proper names: people (nr, nrt, nrfg), places (ns),
+# organisations (nt) and other names (nz). Abbreviations (j: 恒指, 世锦赛) are left out: passages
+# often spell them out (恒生指数), and a name must be found as written.
+NAME_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
+
+
+def tagged_words(text: str) -> list[tuple[str, str]]:
+    """jieba's words of `text` with their part-of-speech tags (HMM on, as jieba's default)."""
+    import rjieba
+
+    return [(word, tag) for word, tag in rjieba.tag(text, True)]

@@ -24,7 +24,7 @@ from typing import Any
 
 import streamlit as st
 
-from kb.answer.types import Answer, Done, Source, StreamedText, label
+from kb.answer.types import Answer, Done, Source, StreamedText, evidence_label, label
 from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, Conversation, KnowledgeBase, UploadReport
 from kb.config import Settings, get_settings
 from kb.errors import KbError
@@ -133,6 +133,9 @@ class Turn:
     answer: Answer | None = None
     error: str = ""
     waited_s: float = 0.0  # time spent queued behind another user's question
+    # A new question interrupted this one while it streamed: what had arrived is kept.
+    stopped: bool = False
+    partial: str = ""
 
 
 def _turns() -> list[Turn]:
@@ -237,8 +240,8 @@ def render_answer(answer: Answer, lang: str, index: int, turn: Turn | None = Non
     """One final answer: text (or refusal), then its source cards."""
     if answer.refused:
         st.warning(answer.answer, icon=":material/report:")
-        if answer.refusal_reason == "unsupported" and answer.evidence:
-            st.caption(label("unsupported", answer.language))
+        if answer.refusal_reason in ("unsupported", "near_miss") and answer.evidence:
+            st.caption(evidence_label(answer.refusal_reason, answer.language))
             for quote in answer.evidence:
                 where = escape_markdown(quote.source)
                 st.markdown(f"> {escape_markdown(quote.text)} — *{where}*")
@@ -275,6 +278,10 @@ def _render_turn(
             render_answer(turn.answer, lang, index, turn)
             if reader is not None:
                 _feedback(reader, turn, index, collection)
+        elif turn.stopped:
+            if turn.partial:
+                st.markdown(escape_markdown(turn.partial))
+            st.caption(t(lang, "stopped"))
         else:
             st.error(turn.error)
 
@@ -297,6 +304,10 @@ def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> No
     turns = _turns()
     index = len(turns)
     turn = Turn(question=question)
+    # Kept from the start: a question asked while this one streams makes Streamlit stop this
+    # run (an exception outside Exception), and the turn must stay on the page as stopped.
+    turns.append(turn)
+    shown = StreamedText()
     with st.chat_message("user"):
         st.markdown(escape_markdown(question))
     with st.chat_message("assistant"):
@@ -310,7 +321,6 @@ def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> No
             queued_at = time.perf_counter() if knowledge.model_busy else None
             if queued_at is not None:
                 status.info(t(lang, "queued"), icon=":material/hourglass_top:")
-            shown = StreamedText()
             final: Answer | None = None
             events = knowledge.stream(question, history_for_chain(turns), collection)
             waiting = True
@@ -336,6 +346,10 @@ def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> No
         except Exception as exc:  # a bug: one line here, the traceback in the server log
             log.exception("answering %r failed", question)
             turn.error = t(lang, "internal_error", kind=type(exc).__name__, message=one_line(exc))
+        except BaseException:
+            # Streamlit stops this run for the next question: keep what streamed, as stopped.
+            turn.stopped, turn.partial = True, shown.text
+            raise
         status.empty()
         # The final text can differ from the streamed one (a refusal replaces a guess).
         with body.container():
@@ -343,7 +357,6 @@ def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> No
                 render_answer(turn.answer, lang, index, turn)
             else:
                 st.error(turn.error)
-    turns.append(turn)
     if turn.answer is not None:
         try:
             _save_conversation(reader, collection)

@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from kb.answer import prompts
 from kb.answer.citations import cited_numbers, renumber, without_citations
+from kb.answer.constraints import compare, constraints
 from kb.answer.evidence import (
     Evidence,
     invented_numbers,
@@ -30,9 +31,16 @@ from kb.answer.evidence import (
     select_evidence,
     support,
 )
+from kb.answer.followup import (
+    conversation_subjects,
+    leans_on_subjects,
+    needs_history,
+    swapped_constraint,
+    with_subjects,
+)
 from kb.answer.guard import addresses_ai, guarded_source
 from kb.answer.policy import RefusalPolicy
-from kb.answer.subjects import named_subjects, subject_coverage, subject_queries
+from kb.answer.subjects import is_about, question_subjects, subject_coverage, subject_queries
 from kb.answer.types import (
     Answer,
     AnswerEvent,
@@ -74,6 +82,11 @@ class _Turn:
     language: str = "en"
     standalone: str = ""
     condense_ms: float = 0.0
+    rewrite: str = "none"  # how the question became standalone: none, kept, swap, subjects, model
+    # A near miss found after the answer: the message saying what the sources state instead,
+    # and the retrieved chunk (hit index) they state it in.
+    related: tuple[str, int] | None = None
+    answer_text: str = ""
     subjects: list[str] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
     retrieve_ms: float = 0.0
@@ -203,8 +216,27 @@ class AnswerChain:
             raise InputError("the question is empty")
         turn.language = language_of(question)
         turn.history = self._trim_history(turn.history)
+        turn.standalone = question
         if not any(t["role"] == "user" for t in turn.history):
-            turn.standalone = question
+            return
+        # Cheap tests first (kb.answer.followup): a question that reads on its own stays as
+        # asked, and the common follow-ups are rewritten without the model.
+        earlier = [t["content"] for t in turn.history if t["role"] == "user"]
+        previous = earlier[-1]
+        subjects = conversation_subjects(earlier, turn.language)
+        if not (
+            needs_history(question, turn.language)
+            or leans_on_subjects(question, subjects, turn.language)
+        ):
+            turn.rewrite = "kept"
+            return
+        swapped = swapped_constraint(previous, question)
+        if swapped:
+            turn.standalone, turn.rewrite = swapped, "swap"
+            return
+        named = with_subjects(subjects, question, turn.language)
+        if named:
+            turn.standalone, turn.rewrite = named, "subjects"
             return
         started = time.perf_counter()
         names = prompts.ROLE_NAMES[turn.language]
@@ -220,17 +252,20 @@ class AnswerChain:
         with self.model.turn():
             rewritten = "".join(self.model.stream(messages, max_tokens=64, stop=["\n"])).strip()
         turn.condense_ms = (time.perf_counter() - started) * 1000
+        turn.rewrite = "model"
         # A rewrite that lost the question (empty, or rambling) is worse than none: fall back to
-        # the previous question plus this one, which still retrieves the right passage.
-        previous = next(t["content"] for t in reversed(turn.history) if t["role"] == "user")
+        # the previous question plus this one, which still retrieves the right passage. Only a
+        # question that needs its history gets here, so a new topic is never glued to the old.
         turn.standalone = _checked_rewrite(rewritten, question, previous)
 
     # --- retrieve ----------------------------------------------------------------------------
 
     def _retrieve(self, turn: _Turn) -> None:
         question, k = turn.standalone, self.settings.top_k
-        turn.subjects = named_subjects(question) if turn.language == "en" else []
-        if len(turn.subjects) < 2:
+        turn.subjects = question_subjects(question, turn.language)
+        # Chinese names are tagged generously (北京, 冬奥会 and 中国队 are three): asking once per
+        # name would split one event into three queries, so Chinese questions are asked whole.
+        if len(turn.subjects) < 2 or turn.language != "en":
             result = self.retriever.search(question, k, turn.filters)
             turn.hits, turn.retrieve_ms = result.hits, result.retrieve_ms
             return
@@ -263,7 +298,10 @@ class AnswerChain:
                 f"the question is too long for the model's context ({self.model.context_window} "
                 "tokens): shorten it, or raise KB_LLM_CTX"
             )
-        return min(self.settings.context_tokens, room) if cap else room
+        cap_tokens = self.settings.context_tokens
+        if language == "zh" and self.settings.context_tokens_zh >= 0:
+            cap_tokens = self.settings.context_tokens_zh
+        return min(cap_tokens, room) if cap else room
 
     def _prepare(self, turn: _Turn) -> None:
         policy, hits = self.policy, turn.hits
@@ -277,15 +315,22 @@ class AnswerChain:
         if relevance is None or relevance < self.min_relevance:
             turn.refusal = "no_relevant_documents"
             return
+        turn.diagnostics["rewrite"] = turn.rewrite
         covered = subject_coverage(turn.standalone, turn.subjects, hits)
         turn.diagnostics["subject_coverage"] = None if covered is None else round(covered, 4)
-        if covered is not None and covered < policy.min_subject_coverage:
+        # What the question pins its answer to (a year, an edition) that no retrieved passage
+        # states: a signal, and for Chinese questions one the learned score reads.
+        absent = compare(turn.standalone, [f"{h.metadata.get('title', '')} {h.text}" for h in hits])
+        turn.diagnostics["constraints_absent"] = len(absent)
+        if covered is not None and covered < policy.subject_threshold(turn.language):
             turn.refusal = "subject_not_covered"
             return
         sentences = self.settings.evidence_sentences
-        if SYNTHESIS.search(turn.standalone) or len(turn.subjects) > 1:
+        several = len(turn.subjects) > 1 and turn.language == "en"
+        if SYNTHESIS.search(turn.standalone) or several:
             # Comparing, summarising or asking about several subjects needs facts from several
-            # places: twice the evidence.
+            # places: twice the evidence. (Chinese names are tagged generously, and Chinese
+            # questions are asked whole: several names there is one subject more often than not.)
             sentences, budget = 2 * sentences, min(2 * budget, self._budget(turn, cap=False))
         if self.settings.source_guard:
             # Same chunks, same order: only what the model may read of them changes.
@@ -365,6 +410,7 @@ class AnswerChain:
                 text += piece
                 yield Token(piece)
             # Inside the same turn, so the answer check reuses the state this prompt left.
+            turn.answer_text = text.strip()
             reason = self._judge(turn, text.strip())
             if reason is None:
                 answer = self._cited_answer(turn, text.strip())
@@ -389,7 +435,9 @@ class AnswerChain:
                 answer.refusal_reason or "",
                 answer.answer,
                 answer.language,
-                tuple(answer.evidence) if answer.refusal_reason == "unsupported" else (),
+                tuple(answer.evidence)
+                if answer.refusal_reason in ("unsupported", "near_miss")
+                else (),
             )
         else:
             shown = streamed.strip()
@@ -424,6 +472,8 @@ class AnswerChain:
         source_text = "\n".join(titled for _, titled, _ in quoted)
         supported = support(body, source_text, turn.standalone)
         turn.diagnostics["support"] = round(supported, 4)
+        if self._near_miss(turn, body):
+            return "near_miss"
         cited_text = [body] + [titled for _, titled, plain in quoted if support(plain, body) > 0.3]
         missing = missing_constraints(turn.standalone, cited_text)
         turn.diagnostics["constraints_missing"] = len(missing)
@@ -435,12 +485,66 @@ class AnswerChain:
             return "unsupported"
         if self.settings.answer_check and self.model.name not in policy.check_skipped_models:
             turn.diagnostics["p_checked"] = round(self._check(turn, text), 4)
-            if policy.score is not None:
-                p_unanswerable = policy.score.probability(turn.diagnostics)
+            score = policy.score_for(turn.language)
+            if score is not None:
+                p_unanswerable = score.probability(turn.diagnostics)
                 turn.diagnostics["p_unanswerable"] = round(p_unanswerable, 4)
-                if p_unanswerable >= policy.score.threshold:
+                if p_unanswerable >= score.threshold:
                     return "unsupported"
         return None
+
+    def _cited_hits(self, turn: _Turn, body: str, text: str) -> list[int]:
+        """The retrieved chunks (hit indexes) the answer draws on: those it cites, else the one
+        whose evidence it matches best."""
+        numbered = turn.numbered
+        cited = [numbered[n - 1] for n in cited_numbers(text) if 1 <= n <= len(numbered)]
+        return list(dict.fromkeys(cited)) or [self._best_source_for(body, turn)]
+
+    def _near_miss(self, turn: _Turn, body: str) -> bool:
+        """Do the passages the answer is built from state a neighbouring year, quarter or
+        edition instead of the asked one (kb.answer.constraints), or not name a subject the
+        question asks about? Records the signals and, for a near miss, what to tell the user."""
+        hits = turn.hits
+        cited = self._cited_hits(turn, body, turn.answer_text)
+        passages = [f"{hits[i].metadata.get('title', '')} {hits[i].text}" for i in cited]
+        mismatches = compare(turn.standalone, passages)
+        near = [m for m in mismatches if m.near_miss]
+        turn.diagnostics["near_miss"] = len(near)
+        turn.diagnostics["constraints_unstated"] = len(mismatches) - len(near)
+        absent = [s for s in turn.subjects if not any(is_about(s, hits[i]) for i in cited)]
+        turn.diagnostics["subjects_uncited"] = len(absent)
+        policy = self.policy
+        if turn.language not in policy.near_miss_languages:
+            return False
+        if not near:
+            if absent and policy.uncited_subject_refuses:
+                note = prompts.OTHER_SUBJECT[turn.language].format(asked=absent[0])
+                turn.related = (note, cited[0])
+                return True
+            return False
+        if not policy.near_miss_refuses:
+            return False
+        miss = near[0]
+        # The chunk that states the neighbouring value, shown as related information.
+        neighbours = {(c.kind, c.value) for c in miss.stated}
+        where = next(
+            (
+                i
+                for i in cited
+                if any((c.kind, c.value) in neighbours for c in constraints(hits[i].text))
+            ),
+            cited[0],
+        )
+        stated = (
+            "、".join(c.text for c in miss.stated[:2])
+            if turn.language == "zh"
+            else (", ".join(c.text for c in miss.stated[:2]))
+        )
+        turn.related = (
+            prompts.NEAR_MISS[turn.language].format(asked=miss.asked.text, stated=stated),
+            where,
+        )
+        return True
 
     def _check(self, turn: _Turn, text: str) -> float:
         """The model's probability that the sources state `text` as the answer to this very
@@ -510,17 +614,35 @@ class AnswerChain:
             quotes.append(Quote(n, sentence.text, hit.source, hit.page))
         return quotes
 
+    def _related_quotes(self, turn: _Turn, where: int) -> list[Quote]:
+        hit = turn.hits[where]
+        chosen = turn.evidence.sentences if turn.evidence else []
+        sentences = sorted((s for s in chosen if s.hit_index == where), key=lambda s: s.position)
+        texts = [s.text for s in sentences] or [_snippet(hit.text)]
+        return [Quote(1, text, hit.source, hit.page) for text in texts[:2]]
+
     def _refusal(self, turn: _Turn, reason: str, model_answer: str = "") -> Answer:
-        nearest = [_source(i + 1, h) for i, h in enumerate(turn.hits)]
+        order = list(range(len(turn.hits)))
+        message = prompts.REFUSAL[turn.language]
+        evidence = self._quotes(turn) if reason == "unsupported" else []
+        if reason == "near_miss" and turn.related is not None:
+            # The passage with the neighbouring figure comes first among the nearest documents,
+            # as [1], and its sentences are quoted as related information, never as the answer.
+            note, where = turn.related
+            order.remove(where)
+            order.insert(0, where)
+            message = f"{message}{note} [1]"
+            evidence = self._related_quotes(turn, where)
+        nearest = [_source(n, turn.hits[i]) for n, i in enumerate(order, start=1)]
         return Answer(
             question=turn.question,
-            answer=prompts.REFUSAL[turn.language],
+            answer=message,
             refused=True,
             language=turn.language,
             standalone_question=turn.standalone,
             sources=[],
             also_retrieved=nearest,
-            evidence=self._quotes(turn) if reason == "unsupported" else [],
+            evidence=evidence,
             refusal_reason=reason,
             model_answer=model_answer,
         )
@@ -529,6 +651,7 @@ class AnswerChain:
     def _trace(turn: _Turn) -> dict[str, Any]:
         evidence = turn.evidence
         return {
+            "numbered": list(turn.numbered),
             "hits": [
                 {
                     "source": h.source,

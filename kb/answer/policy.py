@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from kb.answer.refusal_score import CALIBRATED, RefusalScore
+from kb.answer.refusal_score import CALIBRATED, CALIBRATED_ZH, RefusalScore
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,27 @@ class RefusalPolicy:
     # Subject coverage (kb.answer.subjects): for each company, product or place the question
     # names, the share of the rest of the question that one passage about it mentions.
     min_subject_coverage: float = 0.25
+    # The same for Chinese questions, whose subjects jieba tags (kb.answer.subjects); a
+    # separate value because Chinese coverage counts characters, English words. Chosen on the
+    # fit part of rgb_zh's development half from the passages alone (bench/chinese_bench.py
+    # passages): one step below 0.7, where answerable questions start to be refused.
+    min_subject_coverage_zh: float = 0.6
+    # The passage an answer came from states another year, quarter or edition than the asked
+    # one, and never the asked one (kb.answer.constraints): refuse, showing it as related. On
+    # rgb_zh's development half neither near-miss gate fired on the passage holding an
+    # answerable question's answer in the fit part (43 questions); see bench/results/chinese.md.
+    near_miss_refuses: bool = True
+    # ... or does not name a subject the question asks about (another company's figure).
+    uncited_subject_refuses: bool = True
+    # The languages both near-miss gates apply to: calibrated on Chinese questions (rgb_zh);
+    # English questions keep the gates their calibration chose.
+    near_miss_languages: frozenset[str] = frozenset({"zh"})
     # The learned score over the signals, deciding once the model has checked its answer; None
     # means the check's result is only reported.
     score: RefusalScore | None = CALIBRATED
+    # Chinese questions have a score of their own, fitted on Chinese questions (rgb_zh);
+    # None falls back to `score`.
+    score_zh: RefusalScore | None = CALIBRATED_ZH
     # Models whose own check is not worth asking: the bundled 0.5B model doubted nearly every
     # good answer (report half: false refusals of span questions 0.86 with the check).
     check_skipped_models: frozenset[str] = frozenset({"qwen2.5-0.5b"})
@@ -68,8 +86,20 @@ class RefusalPolicy:
             invented_number_refuses=False,
             missing_constraint_refuses=False,
             min_subject_coverage=-1.0,
+            min_subject_coverage_zh=-1.0,
+            near_miss_refuses=False,
+            uncited_subject_refuses=False,
             score=None,
+            score_zh=None,
         )
+
+    def subject_threshold(self, language: str) -> float:
+        return self.min_subject_coverage_zh if language == "zh" else self.min_subject_coverage
+
+    def score_for(self, language: str) -> RefusalScore | None:
+        if language == "zh" and self.score_zh is not None:
+            return self.score_zh
+        return self.score
 
     def relevance_floor(self, embed_model: str, setting: float = -1.0) -> float:
         """The relevance below which nothing counts as found: KB_MIN_RELEVANCE when set (>= 0),

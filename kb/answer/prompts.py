@@ -109,3 +109,22 @@ answer    ::= text cite+
 text      ::= [^\[\]\n] [^\[\]\n]*
 cite      ::= " [" [1-9] "]"
 """
+
+# Added to the refusal when the passage an answer came from states a neighbouring year, quarter
+# or edition: what the documents do give, cited, and said to be something else.
+NEAR_MISS = {
+    "en": (
+        " The question asks about {asked}; the documents give {stated} instead (related "
+        "information, not the answer):"
+    ),
+    "zh": "问题问的是{asked}，文档给出的是{stated}的信息（仅供参考，不是答案）：",
+}
+
+# The same when that passage is about something else than a subject the question names.
+OTHER_SUBJECT = {
+    "en": (
+        " The question asks about {asked}; the passage closest to an answer is about something "
+        "else (related information, not the answer):"
+    ),
+    "zh": "问题问的是{asked}，最接近的资料说的不是{asked}（仅供参考，不是答案）：",
+}

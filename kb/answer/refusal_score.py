@@ -60,3 +60,7 @@ CALIBRATED = RefusalScore(
     intercept=3.64,
     threshold=0.7,
 )
+
+# Chinese questions: fitted by bench/calibrate.py --zh on the fit part of rgb_zh's development
+# half (bench/results/calibration-zh.md). None until fitted: Chinese questions use CALIBRATED.
+CALIBRATED_ZH: RefusalScore | None = None

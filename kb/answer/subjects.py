@@ -11,8 +11,9 @@ The same split serves retrieval: a question comparing two companies is asked onc
 so that both companies' passages reach the evidence, not only the one nearer the whole question.
 
 Subjects are proper names as English writes them (capitalised words: "Northwind Trading Ltd.",
-"DataCorp", "Leeds"). Chinese has no capitals; a Chinese question has no subjects here and keeps
-the chain's other gates.
+"DataCorp", "Leeds"). Chinese has no capitals: there the names are the words jieba's
+part-of-speech tagger marks as people, places, organisations and other proper names (kb.segment),
+plus Latin acronyms ("RCEP"); a passage is about such a name when it contains it as written.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import re
 from collections.abc import Sequence
 
 from kb.answer.evidence import idf_weights
+from kb.segment import NAME_TAGS, tagged_words
 from kb.store import Hit
-from kb.text import key_terms, split_sentences
+from kb.text import CJK_IDEOGRAPHS, key_terms, normalize, split_sentences
 
 _WORD = re.compile(r"[A-Za-z0-9][\w&'’.-]*")
 # Capitalised for grammar, not because they name something.
@@ -97,6 +99,58 @@ def named_subjects(question: str) -> list[str]:
     return [name for name in names if key_terms(name)]
 
 
+# Latin words in Chinese questions that name a role or a measure, not a subject.
+_NOT_ZH_NAMES = frozenset("ceo cfo cto coo cio gdp cpi ppi pmi app ai vs top mvp ipo etf".split())
+_CJK = re.compile(f"[{CJK_IDEOGRAPHS}]")
+# Words jieba tags as names that name no subject a passage must repeat: news about China rarely
+# says 中国, and 城市 or 研发 are tagging noise (rgb_zh's development half).
+_GENERIC_ZH = frozenset("中国 我国 全国 国内 国外 海外 世界 全球 国际 城市 研发".split())
+
+
+# Words that end an organisation's name: the word before them is its distinctive part, which
+# jieba's tagger often misses (远航/v 科技/n 公司/n).
+_ORG_SUFFIXES = frozenset(
+    "公司 集团 银行 大学 学院 医院 科技 电子 汽车 股份 控股 证券 保险 研究院 协会".split()
+)
+_NAME_PART_TAGS = ("n", "v", "j", "eng")  # tags a name's distinctive word may carry
+
+
+def chinese_subjects(question: str) -> list[str]:
+    """Proper names in a Chinese question, in order, without duplicates: jieba's name tags
+    (people, places, organisations, other names, abbreviations), Latin acronyms, and
+    organisations named by a word before a suffix such as 集团 or 科技."""
+    names: list[str] = []
+    words = tagged_words(question)
+    for index, (word, tag) in enumerate(words):
+        word = word.strip()
+        latin = tag == "eng" and len(word) > 1 and word.lower() not in _NOT_ZH_NAMES
+        is_name = (tag in NAME_TAGS and len(word) > 1) or (latin and word[:1].isupper())
+        if not is_name and index and word in _ORG_SUFFIXES:
+            before, before_tag = words[index - 1]
+            in_name = before not in _ORG_SUFFIXES and len(before) > 1
+            if in_name and before_tag.startswith(_NAME_PART_TAGS) and before not in names:
+                word, is_name = before, True
+        if is_name and word not in names and word not in _GENERIC_ZH:
+            names.append(word)
+    return names
+
+
+def question_subjects(question: str, language: str) -> list[str]:
+    """The named subjects of a question in either language."""
+    return chinese_subjects(question) if language == "zh" else named_subjects(question)
+
+
+def _names_in(subject: str, text: str) -> bool:
+    """Does `text` (normalised) name `subject`? A Chinese name is found as written; an English
+    one by its terms (kb.answer.subjects.mentions_name)."""
+    if _CJK.search(subject):
+        name = normalize(subject)
+        # Chinese abbreviations keep the full name's characters in order (恒指 for 恒生指数,
+        # 世锦赛 for 世界锦标赛): a name is also found spelled out, a few characters apart.
+        return name in text or bool(re.search(".{0,3}".join(map(re.escape, name)), text))
+    return mentions_name(key_terms(subject), key_terms(text))
+
+
 def _same_name(term: str, other: str) -> bool:
     # "North American" names what "North America" does, "German" what "Germany" does; a
     # different ending ("Kestrel", "Kestrex") is another name.
@@ -113,9 +167,7 @@ def mentions_name(wanted: set[str], found: set[str]) -> bool:
 
 def is_about(subject: str, hit: Hit) -> bool:
     """Does the chunk (or its document's title) name the subject?"""
-    return mentions_name(
-        key_terms(subject), key_terms(f"{hit.metadata.get('title', '')}\n{hit.text}")
-    )
+    return _names_in(subject, normalize(f"{hit.metadata.get('title', '')}\n{hit.text}"))
 
 
 def subject_queries(question: str, subjects: Sequence[str]) -> list[str]:
@@ -147,20 +199,19 @@ def subject_coverage(question: str, subjects: Sequence[str], hits: Sequence[Hit]
     idf = idf_weights(asked, [key_terms(h.text) for h in hits])
     total = sum(idf.values())
     # Each chunk's terms and sentence pairs once, whatever the number of subjects.
-    named_in: list[set[str]] = []
+    named_in: list[str] = []
     pair_terms: list[list[set[str]]] = []
     for hit in hits:
         title = key_terms(str(hit.metadata.get("title", "")))
-        named_in.append(title | key_terms(hit.text))
+        named_in.append(normalize(f"{hit.metadata.get('title', '')}\n{hit.text}"))
         sentences = [key_terms(s) | title for s in split_sentences(hit.text)] or [title]
         pairs = itertools.combinations(sentences, 2) if len(sentences) > 1 else [sentences]
         pair_terms.append([set().union(*pair) for pair in pairs])
     worst = 1.0
     for subject in subjects:
-        wanted = key_terms(subject)
         best = 0.0
-        for hit_terms, pairs in zip(named_in, pair_terms, strict=True):
-            if not mentions_name(wanted, hit_terms):
+        for hit_text, pairs in zip(named_in, pair_terms, strict=True):
+            if not _names_in(subject, hit_text):
                 continue  # not about this subject (is_about)
             for covered in pairs:
                 best = max(best, sum(idf[t] for t in asked if t in covered) / total)

@@ -25,6 +25,10 @@ LABELS: dict[str, dict[str, str]] = {
         "en": "The model's answer was not supported by the documents, so here is what they say:",
         "zh": "模型的回答在文档中找不到依据，以下是文档原文：",
     },
+    "related": {
+        "en": "Related information from the documents (not the answer):",
+        "zh": "文档中的相关信息（不是答案）：",
+    },
 }
 
 
@@ -39,7 +43,14 @@ REFUSAL_REASONS = (
     "subject_not_covered",  # no source about a subject the question names mentions what is asked
     "not_in_sources",  # the model said the sources do not hold the answer
     "unsupported",  # the model answered, but the answer is not supported by the sources
+    "near_miss",  # the sources state a neighbouring year or edition, not the asked one
 )
+
+
+def evidence_label(reason: str, language: str) -> str:
+    """The heading above the sentences a refusal quotes: what the sources say instead of an
+    unsupported answer, or related information next to a near miss."""
+    return label("related" if reason == "near_miss" else "unsupported", language)
 
 
 @dataclass
@@ -132,7 +143,8 @@ class Refused:
     reason: str
     message: str
     language: str
-    evidence: tuple[Quote, ...] = ()  # for "unsupported": what the sources do say
+    # For "unsupported": what the sources do say; for "near_miss": the related passage.
+    evidence: tuple[Quote, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,15 @@ def answer_contained(
     return any(_contains_set(pred, parts) for parts in answer_sets or ())
 
 
+def parts_contained(prediction: str, parts: Sequence[Sequence[str]], max_chars: int = 300) -> bool:
+    """True when every required part (a list of alternatives) appears in the prediction, any
+    alternative counting for its part (RGB's rule); long predictions never count."""
+    if not prediction or not parts or _nfkc_len(prediction) > max_chars:
+        return False
+    pred = normalize_text(prediction)
+    return all(any(a and a in pred for a in (normalize_text(x) for x in part)) for part in parts)
+
+
 def _f1(pred_tokens: list[str], gold_tokens: list[str]) -> float:
     common = 0
     remaining = list(gold_tokens)

@@ -42,6 +42,7 @@ from kb.answer.types import (
     Source,
     Sources,
     Token,
+    evidence_label,
     label,
 )
 
@@ -180,7 +181,8 @@ class KbAnswerInfo(BaseModel):
     refused: bool
     refusal_reason: str | None = Field(
         None,
-        description="no_relevant_documents, subject_not_covered, not_in_sources or unsupported.",
+        description="no_relevant_documents, subject_not_covered, not_in_sources, unsupported or "
+        "near_miss.",
     )
     language: str
     standalone_question: str = Field(description="The question as retrieved, after rewriting.")
@@ -321,7 +323,7 @@ class ChatRenderer:
             if self.streamed:
                 parts = []
                 if event.evidence:
-                    parts.append(label("unsupported", event.language))
+                    parts.append(evidence_label(event.reason, event.language))
                     parts += [f"> {q.text} ({q.source})" for q in event.evidence]
                 parts.append(event.message)
                 piece = "\n\n" + "\n\n".join(parts)

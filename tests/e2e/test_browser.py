@@ -167,6 +167,62 @@ def test_question_in_real_browser_streams_answer_with_sources(server) -> None:
     assert screenshot.stat().st_size > 10_000
 
 
+def _has_cjk_font() -> bool:
+    fonts = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    return bool(fonts.stdout.strip())
+
+
+def test_chinese_conversation_in_real_browser(server) -> None:
+    """A Chinese conversation end to end: a question, a follow-up the chain rewrites, and a
+    question asked while the previous answer still streams, which keeps that turn."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM.exists(), f"{CHROMIUM} is missing: run `apt-get install -y chromium`"
+    assert _has_cjk_font(), "no CJK font: run `apt-get install -y fonts-noto-cjk` (make browser)"
+    url, log = server
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTIFACTS / "ui-chinese.png"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400}, locale="zh-CN")
+            page.goto(url, wait_until="domcontentloaded")
+            box = page.get_by_test_id("stChatInputTextArea")
+            expect(box).to_be_visible(timeout=120_000)
+
+            def ask(question: str, index: int) -> None:
+                box.fill(question)
+                box.press("Enter")
+                expect(page.locator(f".st-key-answer-{index}")).to_be_visible(timeout=300_000)
+
+            ask("员工每年有几天年假？", 0)
+            expect(page.locator(".st-key-sources-0")).to_be_visible(timeout=300_000)
+            expect(page.locator(".st-key-answer-0")).to_contain_text("15")
+
+            ask("那经理呢？", 1)
+            expect(page.locator(".st-key-sources-1")).to_be_visible(timeout=300_000)
+            expect(page.locator(".st-key-answer-1")).to_contain_text("20")
+
+            # The next question goes in while this answer streams: the turn stays on the page.
+            ask("病假有几天？", 2)
+            expect(page.locator(".st-key-answer-2")).to_contain_text("▌", timeout=300_000)
+            ask("婚假有几天？", 3)
+            expect(page.locator(".st-key-sources-3")).to_be_visible(timeout=300_000)
+            expect(page.locator(".st-key-answer-3")).to_contain_text("3")
+            users = page.get_by_test_id("stChatMessage").filter(has_text="病假有几天")
+            expect(users.first).to_be_visible()
+            assert page.locator(".st-key-answer-2").count() == 1
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(screenshot), full_page=True)
+            assert page.get_by_test_id("stException").count() == 0
+        except Exception:
+            print(log.read_text(errors="replace")[-4000:])
+            raise
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000
+
+
 def test_sign_in_sign_out_and_lockout_in_real_browser(server) -> None:
     """Once accounts exist the page asks for sign-in: a wrong password and an unknown name get
     the same message, sign-out returns to the form, and repeated failures lock a name out."""
