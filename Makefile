@@ -80,8 +80,8 @@ container-test: setup
 	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
 # Reliability (about two hours on two shared cores): the hostile folder with its 200 MB file,
-# SIGKILL at 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients and 4 page
-# sessions during an ingestion through kb serve, prompt injection; figures in
+# SIGKILL at 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients
+# and 4 page sessions during an ingestion through kb serve, prompt injection; figures in
 # bench/results/reliability.{json,md}. `make test` runs the fast subset (the 20 MB file, a few
 # kills, the facade and the API from threads with a named fake model).
 reliability: setup
