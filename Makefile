@@ -12,7 +12,8 @@ STAMP := $(VENV)/.kb-setup
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# The pinned versions; an image on an older Python 3.11 passes an adjusted copy (deploy/Containerfile).
+# The pinned versions; an image on an older Python 3.11 passes an adjusted copy
+# (deploy/Containerfile).
 LOCK ?= requirements/lock.txt
 
 .PHONY: setup run test lint bench browser clean reliability soak container-test
@@ -80,9 +81,9 @@ bench: setup
 container-test: setup
 	CONTAINERS_CONF=$(CURDIR)/deploy/containers.conf bash deploy/container-test.sh
 
-# Reliability (about an hour on two cores): the hostile folder with its 200 MB file, SIGKILL at
-# 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients and 4 page
-# sessions during an ingestion through kb serve, prompt injection; figures in
+# Reliability (about two hours on two shared cores): the hostile folder with its 200 MB file,
+# SIGKILL at 20 moments of a large ingestion (and of forget, upload, a full disk), 8 API clients
+# and 4 page sessions during an ingestion through kb serve, prompt injection; figures in
 # bench/results/reliability.{json,md}. `make test` runs the fast subset (the 20 MB file, a few
 # kills, the facade and the API from threads with a named fake model).
 reliability: setup

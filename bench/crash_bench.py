@@ -335,8 +335,9 @@ def main() -> None:
         ),
         ("a further run re-embedded", f"{again['embedded']} chunks"),
         (
-            "`kb forget` SIGKILLed, then `kb ingest`: equal to the reference",
-            f"{data['forget_equal_after_ingest']} / {data['forget_kills']}",
+            "`kb forget` SIGKILLed (or finished before its kill), then `kb ingest`: equal to "
+            "the reference",
+            f"{data['forget_equal_after_ingest']} / {len(forgets)} ({data['forget_kills']} killed)",
         ),
         (
             "upload SIGKILLed, then uploaded again: equal to an uninterrupted upload",
