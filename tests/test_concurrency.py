@@ -39,6 +39,7 @@ def write_reports(folder, n: int, words: int = 400) -> None:
         (folder / f"report-{i:03d}.md").write_text(f"# Report {i}\n\n{body}\n")
 
 
+@pytest.mark.reliability  # the API test below puts the same load through kb serve
 def test_search_and_ask_from_8_threads_during_an_ingestion(settings, open_kb, tmp_path, docwriters):
     write_corpus(tmp_path / "base", docwriters)
     write_reports(tmp_path / "more", 30)

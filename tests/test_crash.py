@@ -78,7 +78,14 @@ def check_recovered(home: Path, docs: Path, facts: list[str]) -> None:
     assert [f["results"][0]["source"] for f in found] == [f"report-{i:02d}.md" for i in picks]
 
 
-@pytest.mark.parametrize("kill_after_files", [0, 3, 12])
+@pytest.mark.parametrize(
+    "kill_after_files",
+    [
+        0,
+        pytest.param(3, marks=pytest.mark.reliability),
+        pytest.param(12, marks=pytest.mark.reliability),
+    ],
+)
 def test_sigkill_of_the_real_cli_at_several_points(tmp_path, docwriters, kill_after_files):
     docs = tmp_path / "docs"
     facts = write_docs(docs, docwriters)
