@@ -15,10 +15,14 @@ Declarations, nearest wins:
 The group `everyone` is held by every principal. A document without any declaration carries
 `UNDECLARED`, which readers hold only when `KB_DEFAULT_ACCESS=everyone`; deciding that when
 reading rather than when writing means changing the setting needs no re-ingestion.
+
+A single sign-on proxy may name the reader in a header (`trusted_proxy_user`): `kb serve` and
+the page ask the same function whether to believe it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -121,3 +125,44 @@ class AccessResolver:
         if self.root_groups is not None:
             return self.root_groups
         return self._declared(".") or ()
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip().strip("[]")
+    if text.lower() == "localhost":
+        text = "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d.
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _same_host(address: str, proxy: str) -> bool:
+    a, b = _address(address), _address(proxy)
+    if a is None or b is None:  # not an address (a Unix socket's name): only the same text
+        return bool(address.strip()) and address.strip() == proxy.strip()
+    # Every loopback address is this machine; Streamlit reports none of them by address.
+    return a == b or (a.is_loopback and b.is_loopback)
+
+
+def trusted_proxy_user(
+    header: str, proxies: str, headers: Iterable[tuple[str, str]], address: str | None
+) -> str | None:
+    """The user name a single sign-on proxy put in `header`, when the request came from one of
+    `proxies` (comma-separated addresses); None when the header is not to be believed: the
+    setting is off, the caller is not a configured proxy, or the header is absent, empty or
+    sent more than once with different values (a proxy that appends rather than replaces
+    would otherwise let a client choose)."""
+    wanted = header.strip().lower()
+    if not wanted or not address:
+        return None
+    if not any(_same_host(address, p) for p in proxies.split(",") if p.strip()):
+        return None
+    values = {v.strip() for k, v in headers if k.strip().lower() == wanted}
+    if len(values) != 1:
+        return None
+    name = values.pop()
+    return name or None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kb.access import Principal, parse_groups
+from kb.access import Principal, parse_groups, trusted_proxy_user
 from kb.answer.chain import AnswerChain
 from kb.answer.policy import RefusalPolicy
 from kb.answer.types import Answer, AnswerEvent, Done
@@ -57,7 +57,7 @@ from kb.retrieve import (
 )
 from kb.status import knowledge_base_status
 from kb.store import Store, validate_collection
-from kb.users import Conversation, SignIn, User, Users
+from kb.users import Conversation, Session, SignIn, User, Users
 
 # What shells need beside the facade itself: filters they pass in, results they render.
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "Principal",
     "SearchFilter",
     "SearchResult",
+    "Session",
     "SignIn",
     "UploadReport",
     "UploadedFile",
@@ -188,6 +189,29 @@ class KnowledgeBase:
     def sign_in(self, name: str, password: str, address: str = "") -> SignIn:
         """Check a user's password (with lockout after repeated failures)."""
         return self.users.sign_in(name, password, address)
+
+    def start_session(self, principal: Principal) -> Session:
+        """A session for a user who just signed in (`sign_in`), lasting KB_SESSION_HOURS: its
+        token is what the page keeps in the browser; only the token's digest is stored."""
+        return self.users.new_session(principal.name, self.settings.session_hours)
+
+    def resume_session(self, token: str) -> Principal | None:
+        """The principal of a live session, read afresh from the user store each time (a
+        removed account or changed groups apply at once); None when it ended or expired."""
+        return self.users.session_owner(token)
+
+    def end_session(self, token: str) -> None:
+        """Sign-out: the session's token is no longer accepted, wherever it was kept."""
+        self.users.end_session(token)
+
+    def trusted_proxy_user(
+        self, headers: Iterable[tuple[str, str]], address: str | None
+    ) -> str | None:
+        """The user name a single sign-on proxy sent in KB_TRUSTED_PROXY_HEADER, when the
+        request came from one of KB_TRUSTED_PROXIES; None otherwise (always, by default).
+        The one trust decision of `kb serve` and the page."""
+        s = self.settings
+        return trusted_proxy_user(s.trusted_proxy_header, s.trusted_proxies, headers, address)
 
     def api_key_owner(self, key: str) -> Principal | None:
         """The user an API key (`kb users key NAME`) belongs to, or None."""

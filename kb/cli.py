@@ -608,7 +608,7 @@ def users_add(
 
 @users_app.command("remove")
 def users_remove(name: Annotated[str, typer.Argument(help="User name.")]) -> None:
-    """Delete an account, its API keys and conversations."""
+    """Delete an account, its API keys, page sessions and conversations."""
     with _errors(), _knowledge_base() as knowledge:
         knowledge.users.remove(name)
     out.print(f"removed {name}", highlight=False)
@@ -619,7 +619,7 @@ def users_passwd(
     name: Annotated[str, typer.Argument(help="User name.")],
     password: Annotated[str | None, typer.Option("--password")] = None,
 ) -> None:
-    """Set an account's password (and lift a sign-in lockout)."""
+    """Set an account's password (lifts a sign-in lockout, ends the user's page sessions)."""
     with _errors(), _knowledge_base() as knowledge:
         knowledge.users.set_password(name, _password(password))
     out.print(f"password of {name} changed", highlight=False)

@@ -226,9 +226,16 @@ class Settings(BaseSettings):
     login_lockout_seconds: float = Field(
         300.0, gt=0, description="How long a sign-in lockout lasts (seconds)."
     )
+    session_hours: float = Field(
+        12.0,
+        gt=0,
+        description="How long a sign-in on the page lasts, reloads included (hours); sign-out, "
+        "a new password or removing the user ends it sooner.",
+    )
     trusted_proxy_header: str = Field(
         "",
-        description="Header naming the signed-in user, set by a single sign-on proxy; empty: off.",
+        description="Header naming the signed-in user, set by a single sign-on proxy (honoured by "
+        "`kb serve` and the page); empty: off.",
     )
     trusted_proxies: str = Field(
         "",

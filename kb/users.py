@@ -5,8 +5,8 @@ Passwords are hashed with scrypt (hashlib, i.e. OpenSSL) at N=2^17, r=8, p=1, th
 password storage guidance names for scrypt; each hash stores its own parameters and salt, so a
 later increase applies to new passwords without breaking old ones. scrypt from the standard
 library was chosen over argon2-cffi: equally recommended, and no compiled dependency to pin.
-API keys are random tokens stored only as SHA-256 digests (they are long and random, so a slow
-hash would add nothing but latency to every request).
+API keys and the page's sign-in sessions are random tokens stored only as SHA-256 digests
+(they are long and random, so a slow hash would add nothing but latency to every request).
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS api_keys (
     user       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS sessions (
+    digest     TEXT PRIMARY KEY,
+    user       TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user);
 CREATE TABLE IF NOT EXISTS sign_in_failures (
     user      TEXT NOT NULL,
     address   TEXT NOT NULL,
@@ -157,6 +164,17 @@ class SignIn:
     principal: Principal | None
     locked: bool = False
     retry_after: float = 0.0
+
+
+@dataclass(frozen=True)
+class Session:
+    """A page sign-in that outlives a browser reload. `token` goes to the browser (a cookie)
+    and is never stored; the user store keeps only its digest."""
+
+    token: str
+    user: str
+    expires_at: float
+    max_age: int  # seconds it lasts from its start, for the cookie's Max-Age
 
 
 @dataclass
@@ -276,6 +294,9 @@ class Users:
     def remove(self, name: str) -> None:
         self.get_required(name)
         with self._write() as db:
+            # The foreign key would cascade too; said here so it holds even on a database
+            # opened without foreign keys.
+            db.execute("DELETE FROM sessions WHERE user = ?", (name,))
             db.execute("DELETE FROM users WHERE name = ?", (name,))
             db.execute("DELETE FROM sign_in_failures WHERE user = ?", (name,))
 
@@ -286,6 +307,9 @@ class Users:
         with self._write() as db:
             db.execute("UPDATE users SET password = ? WHERE name = ?", (stored, name))
             db.execute("DELETE FROM sign_in_failures WHERE user = ?", (name,))
+            # A new password is often a reaction to someone else knowing the old one: whoever
+            # signed in with it is signed out.
+            db.execute("DELETE FROM sessions WHERE user = ?", (name,))
 
     def set_groups(
         self,
@@ -344,6 +368,44 @@ class Users:
         if not ok:
             return SignIn(None)
         return SignIn(self.get_required(name).principal)
+
+    # --- sessions ----------------------------------------------------------------------------
+
+    def new_session(self, name: str, hours: float) -> Session:
+        """A sign-in session for user `name`, valid for `hours`; expired sessions of anyone
+        are swept at the same time, so the table holds only live ones and recent leftovers."""
+        self.get_required(name)
+        token = secrets.token_urlsafe(32)
+        now = time.time()
+        expires_at = now + hours * 3600
+        with self._write() as db:
+            db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,))
+            db.execute(
+                "INSERT INTO sessions (digest, user, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                (key_digest(token), name, now, expires_at),
+            )
+        return Session(token, name, expires_at, int(hours * 3600))
+
+    def session_owner(self, token: str) -> Principal | None:
+        """The user of a live session, read afresh (so removed accounts and changed groups
+        apply at once); None for an unknown, ended or expired token."""
+        if not token:
+            return None
+        rows = self._rows(
+            "SELECT u.* FROM sessions s JOIN users u ON u.name = s.user"
+            " WHERE s.digest = ? AND s.expires_at > ?",
+            (key_digest(token), time.time()),
+        )
+        return _user(rows[0]).principal if rows else None
+
+    def end_session(self, token: str) -> bool:
+        """Revoke one session (sign-out); whether it existed."""
+        with self._lock:
+            if not token or self._connect(create=False) is None:
+                return False
+            with self._write() as db:
+                cursor = db.execute("DELETE FROM sessions WHERE digest = ?", (key_digest(token),))
+                return cursor.rowcount > 0
 
     # --- API keys ----------------------------------------------------------------------------
 

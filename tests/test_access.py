@@ -8,6 +8,7 @@ retrieved", the prompt sent to the model, listings or counts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -503,6 +504,75 @@ def test_sign_in_lockout_and_no_enumeration(tmp_path):
     assert users.sign_in("sam", PASSWORD + "!", "10.0.0.1").principal is not None
     with pytest.raises(InputError, match="at least"):
         users.add("tiny", "short")
+
+
+def test_page_sessions_are_hashed_at_rest_expire_and_end(tmp_path):
+    import sqlite3
+    import time
+
+    with KnowledgeBase(Settings(home=tmp_path, session_hours=12)) as base:
+        base.users.add("sam", PASSWORD, ["staff"])
+        base.users.add("kim", PASSWORD, ["staff"])
+        signed_in = base.sign_in("sam", PASSWORD, "10.0.0.1")
+        session = base.start_session(signed_in.principal)
+        assert len(session.token) >= 43 and session.max_age == 12 * 3600
+        assert session.expires_at == pytest.approx(time.time() + 12 * 3600, abs=60)
+        with sqlite3.connect(base.settings.users_path) as db:
+            stored = db.execute("SELECT * FROM sessions").fetchall()
+        assert len(stored) == 1 and session.token not in repr(stored)
+        assert stored[0][0] == hashlib.sha256(session.token.encode()).hexdigest()
+        assert stored[0][1] == "sam"
+
+        # Resumed with the user read afresh: changed groups apply at once.
+        assert base.resume_session(session.token) == Principal("sam", ("staff",))
+        base.users.set_groups("sam", ["staff", "hr"])
+        assert base.resume_session(session.token).groups == ("staff", "hr")
+        assert base.resume_session(session.token + "x") is None
+        assert base.resume_session("") is None
+
+        # Sign-out ends exactly that session.
+        other = base.start_session(signed_in.principal)
+        base.end_session(session.token)
+        assert base.resume_session(session.token) is None
+        assert base.resume_session(other.token) is not None
+        # A new password ends every session of the user, not anyone else's.
+        kims = base.start_session(base.user_principal("kim"))
+        base.users.set_password("sam", PASSWORD + "!")
+        assert base.resume_session(other.token) is None
+        assert base.resume_session(kims.token) is not None
+        # So does removing the user.
+        base.users.remove("kim")
+        assert base.resume_session(kims.token) is None
+
+    with KnowledgeBase(Settings(home=tmp_path, session_hours=0.5 / 3600)) as base:
+        short = base.start_session(base.user_principal("sam"))
+        assert base.resume_session(short.token) is not None
+        time.sleep(0.7)
+        assert base.resume_session(short.token) is None  # expired
+        fresh = base.start_session(base.user_principal("sam"))  # sweeps what expired
+        with sqlite3.connect(base.settings.users_path) as db:
+            left = db.execute("SELECT digest FROM sessions").fetchall()
+        assert left == [(hashlib.sha256(fresh.token.encode()).hexdigest(),)]
+
+
+def test_trusted_proxy_header_is_believed_only_from_configured_proxies(tmp_path):
+    headers = [("X-Remote-User", "eve"), ("Host", "kb.example")]
+    with KnowledgeBase(Settings(home=tmp_path)) as off:
+        assert off.trusted_proxy_user(headers, "127.0.0.1") is None  # off by default
+    settings = Settings(
+        home=tmp_path, trusted_proxy_header="x-remote-user", trusted_proxies="10.1.2.3, ::1"
+    )
+    with KnowledgeBase(settings) as base:
+        assert base.trusted_proxy_user(headers, "10.1.2.3") == "eve"
+        assert base.trusted_proxy_user(headers, "::ffff:10.1.2.3") == "eve"  # dual-stack
+        assert base.trusted_proxy_user(headers, "127.0.0.1") == "eve"  # loopback is this host
+        assert base.trusted_proxy_user(headers, "10.1.2.4") is None
+        assert base.trusted_proxy_user(headers, None) is None
+        assert base.trusted_proxy_user([("Host", "kb.example")], "10.1.2.3") is None
+        assert base.trusted_proxy_user([("x-remote-user", " ")], "10.1.2.3") is None
+        # Two different values: a proxy that appends would let the client choose.
+        twice = [*headers, ("x-remote-user", "ada")]
+        assert base.trusted_proxy_user(twice, "10.1.2.3") is None
 
 
 def test_conversations_and_feedback_belong_to_their_user(knowledge, tmp_path):

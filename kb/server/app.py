@@ -924,15 +924,16 @@ class KeyGate:
         self.app = app
         self.keys = keys
         self.knowledge = knowledge
-        settings = knowledge.settings
-        self.proxy_header = settings.trusted_proxy_header.strip().lower().encode("latin-1")
-        self.proxies = {p.strip() for p in settings.trusted_proxies.split(",") if p.strip()}
 
     def _caller(self, scope: Any) -> tuple[bool, Principal | None]:
-        headers = dict(scope.get("headers") or [])
+        pairs = scope.get("headers") or []
+        headers = dict(pairs)
         client = (scope.get("client") or ("", 0))[0]
-        if self.proxy_header and client in self.proxies and self.proxy_header in headers:
-            principal = self.knowledge.user_principal(headers[self.proxy_header].decode("latin-1"))
+        named = self.knowledge.trusted_proxy_user(
+            [(k.decode("latin-1"), v.decode("latin-1")) for k, v in pairs], client
+        )
+        if named is not None:
+            principal = self.knowledge.user_principal(named)
             return principal is not None, principal
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         if self.keys.enabled and self.keys.allows(authorization):
