@@ -61,6 +61,7 @@ from kb.users import Conversation, Session, SignIn, User, Users
 
 # What shells need beside the facade itself: filters they pass in, results they render.
 __all__ = [
+    "ENTRY_POINTS",
     "INGEST_FAILED",
     "STORE_FAILED",
     "TOO_LARGE",
@@ -81,6 +82,10 @@ __all__ = [
     "User",
     "supported_extensions",
 ]
+
+# Where a question can come from, as the audit log records it ("library": code using kb
+# directly rather than one of its shells).
+ENTRY_POINTS = ("cli", "page", "api", "eval", "library")
 
 
 @dataclass(frozen=True)
@@ -118,11 +123,14 @@ class KnowledgeBase:
         models: ModelCache | None = None,
         chat_model: ChatModel | None = None,
         policy: RefusalPolicy | None = None,
+        via: str = "library",
     ) -> None:
         """`models`: share loaded models with other knowledge bases (not closed by `close()`).
         `chat_model`: answer with this model instead of the configured one (a fake in tests).
-        `policy`: refusal thresholds other than the calibrated ones (calibration runs)."""
+        `policy`: refusal thresholds other than the calibrated ones (calibration runs).
+        `via`: the shell that asks through this object (ENTRY_POINTS), for the audit log."""
         self.settings = settings
+        self.via = _entry_point(via)
         self._own_models = models is None
         self._models = models or ModelCache()
         self._chat_override = chat_model
@@ -171,13 +179,15 @@ class KnowledgeBase:
 
     # --- who reads -----------------------------------------------------------------------------
 
-    def as_principal(self, principal: Principal | None) -> KnowledgeBase:
+    def as_principal(self, principal: Principal | None, via: str | None = None) -> KnowledgeBase:
         """This knowledge base as `principal` reads it: every search, answer, listing and
         upload through the returned object is limited to what their groups may read. It
-        shares the store, models and chains with this one; closing it closes nothing."""
+        shares the store, models and chains with this one; closing it closes nothing.
+        `via`: the shell asking through the view, when not the one this object was made for."""
         _ = self.store  # created here, so that both objects share it
         view = copy.copy(self)
         view.principal = principal
+        view.via = self.via if via is None else _entry_point(via)
         view._view = True
         view._own_models = False
         return view
@@ -598,6 +608,7 @@ class KnowledgeBase:
             retrieved,
             cited,
             answer,
+            via=self.via,
             **extra,
         )
 
@@ -731,6 +742,12 @@ class KnowledgeBase:
     @staticmethod
     def supported_extensions() -> list[str]:
         return supported_extensions()
+
+
+def _entry_point(via: str) -> str:
+    if via not in ENTRY_POINTS:
+        raise ValueError(f"unknown entry point {via!r}: use one of {', '.join(ENTRY_POINTS)}")
+    return via
 
 
 def _one_line(exc: Exception) -> str:

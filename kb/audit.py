@@ -1,6 +1,7 @@
-"""The audit log: one JSON line per question or search, saying who asked what and when, and
-which sources were retrieved and cited. No answer text unless KB_AUDIT_ANSWERS, never a
-password or an API key.
+"""The audit log: one JSON line per question or search, saying who asked what, when and
+through which entry point (`via`: cli, page, api, eval, or library for code calling kb
+directly), and which sources were retrieved and cited. No answer text unless
+KB_AUDIT_ANSWERS, never a password or an API key.
 
 Written through `logging.handlers.RotatingFileHandler` (size-based rotation, `audit.jsonl`,
 `audit.jsonl.1`, …), read back across every rotated file by `read_audit`.
@@ -55,11 +56,13 @@ class AuditLog:
         retrieved: list[str],
         cited: list[str] | None = None,
         answer: str | None = None,
+        via: str | None = None,
         **extra: Any,
     ) -> None:
         entry: dict[str, Any] = {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "user": user,
+            "via": via,
             "action": action,
             "collection": collection,
             "question": question,
@@ -82,9 +85,10 @@ class AuditLog:
         source: str | None = None,
         user: str | None = None,
         since: datetime | None = None,
+        via: str | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Entries, oldest first, that retrieved or cited `source` (a path as cited, or its
-        end), by `user`, at or after `since`."""
+        end), by `user`, at or after `since`, that came in `via` an entry point."""
         for path in self.files():
             with path.open(encoding="utf-8") as fh:
                 for line in fh:
@@ -93,6 +97,8 @@ class AuditLog:
                     except json.JSONDecodeError:
                         continue
                     if user is not None and entry.get("user") != user:
+                        continue
+                    if via is not None and entry.get("via") != via:
                         continue
                     if since is not None and datetime.fromisoformat(entry["at"]) < since:
                         continue

@@ -42,7 +42,7 @@ from kb.answer.types import (
     evidence_label,
     label,
 )
-from kb.app import KnowledgeBase, SearchFilter
+from kb.app import ENTRY_POINTS, KnowledgeBase, SearchFilter
 from kb.config import Settings, get_settings
 from kb.errors import ConfigError, InputError, KbError
 from kb.jsonl import read_objects, validate_history
@@ -158,7 +158,7 @@ def _settings() -> Settings:
 def _knowledge_base(as_user: str | None = None) -> Iterator[KnowledgeBase]:
     """The facade for this command, closed (models freed) when the command ends; with
     `as_user`, limited to what that user may read."""
-    with KnowledgeBase(_settings()) as knowledge:
+    with KnowledgeBase(_settings(), via="cli") as knowledge:
         yield knowledge if as_user is None else knowledge.as_user(as_user)
 
 
@@ -696,20 +696,32 @@ def audit(
     ] = None,
     user: Annotated[str | None, typer.Option("--user", help="Only this user's questions.")] = None,
     since: Annotated[str | None, typer.Option("--since", help="From this date (ISO).")] = None,
+    via: Annotated[
+        str | None,
+        typer.Option(
+            "--via",
+            help=f"Only questions from this entry point: {', '.join(ENTRY_POINTS)}.",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Who asked what, when, and which documents were retrieved and cited."""
-    with _errors(), _knowledge_base() as knowledge:
-        entries = list(knowledge.audit.read(source, user, _since(since)))
+    """Who asked what, when, through which entry point, and which documents were retrieved
+    and cited."""
+    with _errors():
+        if via is not None and via not in ENTRY_POINTS:
+            raise UserError(f"--via {via!r}: use one of {', '.join(ENTRY_POINTS)}")
+        with _knowledge_base() as knowledge:
+            entries = list(knowledge.audit.read(source, user, _since(since), via))
     if as_json:
         for entry in entries:
             out.print(json.dumps(entry, ensure_ascii=False), highlight=False, markup=False)
         return
-    table = Table("when", "user", "action", "question", "cited", "retrieved")
+    table = Table("when", "user", "via", "action", "question", "cited", "retrieved")
     for e in entries:
         table.add_row(
             e["at"],
             e.get("user") or "-",
+            e.get("via") or "-",  # entries written before kb recorded it
             e["action"],
             _one_line(e["question"])[:80],
             ", ".join(e.get("cited") or []) or "-",

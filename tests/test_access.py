@@ -613,10 +613,24 @@ def test_audit_log_records_who_saw_what(knowledge):
     knowledge.as_user("hana").search(DOCS["hr/salaries.md"][1], k=3)
     entries = list(knowledge.audit.read(source="hr/salaries.md"))
     assert entries and entries[-1]["user"] == "hana" and entries[-1]["action"] == "search"
+    assert entries[-1]["via"] == "library"  # code calling the facade, not one of the shells
     assert "hr/salaries.md" in entries[-1]["retrieved"]
     assert all(e["user"] != "eve" for e in entries)
     text = knowledge.settings.audit_path.read_text()
     assert PASSWORD not in text and '"answer"' not in text
+
+
+def test_audit_log_records_the_entry_point(home, models):
+    question = DOCS["handbook.md"][1]
+    with KnowledgeBase(Settings(home=home), models=models, via="page") as page:
+        page.as_user("eve").search(question, k=1)
+        page.as_principal(None, via="api").search(question, k=1)
+        entries = list(page.audit.read())
+        assert [(e["user"], e["via"]) for e in entries[-2:]] == [("eve", "page"), (None, "api")]
+        assert all(e["via"] == "page" for e in page.audit.read(via="page"))
+        assert entries[-2] in list(page.audit.read(user="eve", via="page"))
+    with pytest.raises(ValueError, match="entry point"):
+        KnowledgeBase(Settings(home=home), via="telnet")
 
 
 def test_audit_log_rotates_and_is_read_across_files(tmp_path):
@@ -653,6 +667,17 @@ def test_cli_as_user_users_and_audit(home):
     audit = run_kb("audit", "--source", "finance/board/merger.md", "--json", env=env)
     users = {json.loads(line)["user"] for line in audit.stdout.splitlines()}
     assert "bo" in users and "finn" not in users
+    # Every entry says where the question came from; --via filters by it.
+    from_cli = run_kb("audit", "--via", "cli", "--json", env=env)
+    entries = [json.loads(line) for line in from_cli.stdout.splitlines()]
+    assert {"finn", "bo"} <= {e["user"] for e in entries}
+    assert {e["via"] for e in entries} == {"cli"}
+    from_page = run_kb("audit", "--via", "page", "--user", "bo", "--json", env=env)
+    assert from_page.returncode == 0 and from_page.stdout.strip() == ""
+    table = run_kb("audit", "--via", "cli", "--user", "bo", env=env, timeout=120)
+    assert table.returncode == 0 and " via " in table.stdout and " cli " in table.stdout
+    wrong = run_kb("audit", "--via", "telnet", env=env)
+    assert wrong.returncode == 2 and "cli, page, api, eval" in wrong.stderr
     assert os.environ.get("KB_HOME") != str(home)
 
 
@@ -670,6 +695,9 @@ def test_eval_measures_what_a_user_may_read(home, tmp_path):
     seen = {r["source"] for record in outcome.records for r in record["retrieved"]}
     assert seen and seen <= READS["eve"]
     assert outcome.summary["meta"]["as_user"] == "eve"
+    with KnowledgeBase(settings) as base:
+        entries = [e for e in base.audit.read(via="eval") if e["user"] == "eve"]
+    assert len(entries) >= len(DOCS)
 
 
 # --- the API ---------------------------------------------------------------------------------
@@ -723,6 +751,12 @@ def test_api_reads_as_the_key_owner(home, models):
                 headers={"X-Remote-User": "eve"},
             )
             assert {r["source"] for r in proxied.json()["results"]} <= READS["eve"]
+            unknown = call(
+                "POST", "/v1/search", json={"query": question}, headers={"X-Remote-User": "nemo"}
+            )
+            assert unknown.status_code == 401
+            api_users = [e["user"] for e in base.audit.read(via="api")]
+            assert {"finn", "eve", None} <= set(api_users)
             upload = call(
                 "POST", "/v1/ingest", keys["eve"], files={"files": ("x.md", b"# x\n\nhi")}
             )

@@ -19,7 +19,7 @@ from kb.config import Settings
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _cached_knowledge_base(settings_key: str, _settings: Settings) -> KnowledgeBase:
     # Keyed by every setting, so tests or a changed .env never get one built for other settings.
-    return KnowledgeBase(_settings)
+    return KnowledgeBase(_settings, via="page")
 
 
 def knowledge_base(settings: Settings) -> KnowledgeBase:

@@ -216,7 +216,7 @@ def throwaway_knowledge_base(
     folders = [docs_folder(p) for p in qa_paths] + list(distractors)
     with tempfile.TemporaryDirectory(prefix="kb-eval-") as tmp:
         temp_settings = settings.model_copy(update={"home": Path(tmp)})
-        with KnowledgeBase(temp_settings) as knowledge:
+        with KnowledgeBase(temp_settings, via="eval") as knowledge:
             summary = knowledge.ingest(folders, progress=progress)
             yield knowledge, summary
 
@@ -292,7 +292,7 @@ def evaluate(
             meta["ingested"] = ingest_summary.to_json()
             result = execute(knowledge)
     else:
-        with KnowledgeBase(settings) as knowledge:
+        with KnowledgeBase(settings, via="eval") as knowledge:
             reader = knowledge if request.as_user is None else knowledge.as_user(request.as_user)
             result = execute(reader)
     summary = report.summarize(result.records, request.ks)

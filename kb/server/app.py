@@ -401,7 +401,7 @@ def create_app(knowledge: KnowledgeBase, *, warm_up: bool = True) -> FastAPI:
 
     def _reader(request: Request) -> KnowledgeBase:
         """The knowledge base as the caller may read it (see KeyGate)."""
-        return knowledge.as_principal(getattr(request.state, "kb_principal", None))
+        return knowledge.as_principal(getattr(request.state, "kb_principal", None), via="api")
 
     def _require_documents(
         name: str, what: str = "collection", reader: KnowledgeBase = knowledge

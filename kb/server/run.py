@@ -18,7 +18,7 @@ def serve(settings: Settings, host: str, port: int, verbose: bool = False) -> No
     from kb.server.app import create_app
 
     check_bind(host, load_api_keys(settings))
-    with KnowledgeBase(settings) as knowledge:
+    with KnowledgeBase(settings, via="api") as knowledge:
         app = create_app(knowledge)
         config = uvicorn.Config(
             app,
