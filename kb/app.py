@@ -538,10 +538,17 @@ class KnowledgeBase:
         return self.users.delete_conversation(self._reader(), conversation_id)
 
     def feedback(
-        self, answer: Answer, rating: int, comment: str = "", collection: str | None = None
+        self,
+        answer: Answer,
+        rating: int,
+        comment: str = "",
+        collection: str | None = None,
+        replaces: int | None = None,
     ) -> int:
-        """Store a reader's thumbs up (1) or down (-1) on `answer`, with its question and
-        sources, for `export_feedback`."""
+        """Store a reader's thumbs up (1) or down (-1) on `answer`, with an optional comment,
+        its question and sources, for `export_feedback`; returns the feedback's id.
+        `replaces`: the id of this reader's earlier feedback on the same answer, updated
+        instead (a changed rating, a comment added afterwards)."""
         return self.users.add_feedback(
             self._reader(),
             self._collection(collection),
@@ -550,6 +557,7 @@ class KnowledgeBase:
             [s.source for s in answer.sources],
             rating,
             comment,
+            replaces,
         )
 
     def export_feedback(self, since: float = 0.0) -> list[dict[str, Any]]:

@@ -488,10 +488,20 @@ class Users:
         sources: list[str],
         rating: int,
         comment: str = "",
+        replaces: int | None = None,
     ) -> int:
+        """Store feedback; with `replaces`, the user's earlier feedback with that id is
+        updated instead (a changed rating, a comment added), so one answer is rated once."""
         if rating not in (-1, 1):
             raise InputError("rating: use 1 (helpful) or -1 (not helpful)")
         with self._write() as db:
+            if replaces is not None:
+                cursor = db.execute(
+                    "UPDATE feedback SET rating = ?, comment = ?, at = ? WHERE id = ? AND user = ?",
+                    (rating, comment.strip(), time.time(), replaces, user),
+                )
+                if cursor.rowcount:
+                    return replaces
             cursor = db.execute(
                 "INSERT INTO feedback (user, collection, at, rating, comment, question, answer,"
                 " sources) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -593,10 +593,15 @@ def test_conversations_and_feedback_belong_to_their_user(knowledge, tmp_path):
     with KnowledgeBase(knowledge.settings, models=None, chat_model=fake) as base:
         base._models = knowledge._models
         answer = base.as_user("hana").ask(DOCS["handbook.md"][1])
-        base.as_user("hana").feedback(answer, 1, "spot on")
-        base.as_user("eve").feedback(answer, -1)
+        first = base.as_user("hana").feedback(answer, -1)
+        # A changed rating and a comment added later update the one record of this answer.
+        again = base.as_user("hana").feedback(answer, 1, "  spot on ", replaces=first)
+        assert again == first
+        base.as_user("eve").feedback(answer, -1, replaces=first)  # not eve's: a new record
     lines = knowledge.as_user("ada").export_feedback()
     assert [line["feedback"]["rating"] for line in lines][-2:] == [1, -1]
+    assert [line["feedback"]["comment"] for line in lines][-2:] == ["spot on", ""]
+    assert [line["feedback"]["user"] for line in lines][-2:] == ["hana", "eve"]
     path = tmp_path / "feedback.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     questions = read_questions(path)
