@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import json
 import logging
 import re
 import time
@@ -25,7 +26,15 @@ from typing import Any
 import streamlit as st
 
 from kb.answer.types import Answer, Done, Source, StreamedText, evidence_label, label
-from kb.app import UNSAFE_NAME, UNSUPPORTED_TYPE, Conversation, KnowledgeBase, UploadReport
+from kb.app import (
+    UNSAFE_NAME,
+    UNSUPPORTED_TYPE,
+    Conversation,
+    KnowledgeBase,
+    Principal,
+    Session,
+    UploadReport,
+)
 from kb.config import Settings, get_settings
 from kb.errors import KbError
 from kb.ui.i18n import LANGUAGES, pick_language, t
@@ -39,6 +48,9 @@ EXPECTED_ERRORS = (KbError, FileNotFoundError)
 CSS_PATH = Path(__file__).with_name("style.css")
 HISTORY_TURNS = 6  # the chain trims by tokens too; this just bounds what we hand it
 NEAREST_SHOWN = 3
+# The browser keeps the sign-in session's token here (kb.app KnowledgeBase.start_session).
+SESSION_COOKIE = "kb_session"
+COMMENT_MAX_CHARS = 1000
 
 # Characters that format anywhere; list markers ("1.", "-", "+") only format at a line's start.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#|<>$~])")
@@ -277,7 +289,7 @@ def _render_turn(
         if turn.answer is not None:
             render_answer(turn.answer, lang, index, turn)
             if reader is not None:
-                _feedback(reader, turn, index, collection)
+                _feedback(reader, turn, index, collection, lang)
         elif turn.stopped:
             if turn.partial:
                 st.markdown(escape_markdown(turn.partial))
@@ -286,17 +298,37 @@ def _render_turn(
             st.error(turn.error)
 
 
-def _feedback(reader: KnowledgeBase, turn: Turn, index: int, collection: str) -> None:
-    """Thumbs up or down on an answer, stored with its question and sources (signed-in
-    users only: feedback belongs to someone)."""
+def _feedback(reader: KnowledgeBase, turn: Turn, index: int, collection: str, lang: str) -> None:
+    """Thumbs up or down on an answer and, once rated, an optional comment beside them, stored
+    with its question and sources (signed-in users only: feedback belongs to someone). A
+    changed rating or a comment updates the one stored record of this answer."""
     if reader.principal is None or turn.answer is None:
         return
     key = f"feedback-{st.session_state.get('conversation_id', '')}-{index}"
-    rating = st.feedback("thumbs", key=key)
-    saved = st.session_state.setdefault("feedback_saved", {})
-    if rating is not None and saved.get(key) != rating:
-        reader.feedback(turn.answer, 1 if rating == 1 else -1, collection=collection)
-        saved[key] = rating
+    # key → (stored id, rating, comment)
+    saved: dict[str, tuple[int, int, str]] = st.session_state.setdefault("feedback_saved", {})
+    with st.container(horizontal=True, vertical_alignment="center", key=f"{key}-row"):
+        choice = st.feedback("thumbs", key=key)
+        if choice is None:
+            return
+        rating = 1 if choice == 1 else -1
+        stored = saved.get(key)
+        if stored is None or stored[1] != rating:
+            comment = stored[2] if stored else ""
+            feedback_id = reader.feedback(
+                turn.answer, rating, comment, collection, replaces=stored and stored[0]
+            )
+            saved[key] = stored = (feedback_id, rating, comment)
+        with st.popover(t(lang, "feedback_comment_button"), icon=":material/comment:"):
+            text = st.text_area(
+                t(lang, "feedback_comment"), max_chars=COMMENT_MAX_CHARS, key=f"{key}-comment"
+            )
+            if st.button(t(lang, "feedback_save"), key=f"{key}-save"):
+                feedback_id = reader.feedback(
+                    turn.answer, rating, text, collection, replaces=stored[0]
+                )
+                saved[key] = (feedback_id, rating, text.strip())
+                st.caption(t(lang, "feedback_thanks"))
 
 
 def _ask(reader: KnowledgeBase, collection: str, lang: str, question: str) -> None:
@@ -450,7 +482,8 @@ def _render_upload_report(report: UploadReport, lang: str) -> None:
 
 def _sign_in(knowledge: KnowledgeBase, lang: str) -> None:
     """The sign-in form. One message for an unknown name and a wrong password, so the page
-    never tells which accounts exist; repeated failures lock the name out from this address."""
+    never tells which accounts exist; repeated failures lock the name out from this address.
+    A successful sign-in starts a session that a reload of the page resumes (`_reader`)."""
     st.title(t(lang, "sign_in_title"))
     with st.form("sign_in_form"):
         name = st.text_input(t(lang, "user_name"), key="sign_in_name")
@@ -460,7 +493,10 @@ def _sign_in(knowledge: KnowledgeBase, lang: str) -> None:
         return
     result = knowledge.sign_in(name.strip(), password, _address())
     if result.principal is not None:
-        st.session_state["principal"] = result.principal.name
+        session = knowledge.start_session(result.principal)
+        st.session_state["session_token"] = session.token
+        st.session_state["cookie_to_write"] = session
+        st.session_state.pop("cookie_to_clear", None)
         st.session_state["turns"] = []
         st.session_state.pop("conversation_id", None)
         st.rerun()
@@ -479,18 +515,94 @@ def _address() -> str:
     return address if isinstance(address, str) else ""
 
 
+def _header_pairs() -> list[tuple[str, str]]:
+    """The headers of the browser's connection, repeated ones included; [] without one."""
+    try:
+        headers = st.context.headers
+        pairs = [(name, value) for name in headers for value in headers.get_all(name)]
+    except Exception:  # noqa: BLE001 - no browser connection (tests, bare mode)
+        return []
+    # Without a browser (AppTest) Streamlit hands out stand-in objects, not text.
+    return [(n, v) for n, v in pairs if isinstance(n, str) and isinstance(v, str)]
+
+
+def _peer(headers: list[tuple[str, str]]) -> str | None:
+    """The connection's address, for deciding whether a single sign-on proxy sent it.
+    Streamlit reports a peer on this machine (loopback, or a local socket) as None; a
+    connection always has headers, so None with headers is such a local peer."""
+    if not headers:
+        return None
+    address = _address()
+    return address or "127.0.0.1"
+
+
+def _cookie(name: str) -> str:
+    try:
+        value = st.context.cookies.get(name)
+    except Exception:  # noqa: BLE001 - no browser connection (tests, bare mode)
+        return ""
+    return value if isinstance(value, str) else ""  # AppTest's stand-ins are not text
+
+
 def _reader(knowledge: KnowledgeBase) -> KnowledgeBase | None:
     """The knowledge base as the signed-in user reads it; None while nobody is signed in.
-    Without accounts there is no sign-in and the page reads everything, as before."""
+    Without accounts there is no sign-in and the page reads everything, as before.
+
+    Who is signed in is decided afresh on every run (a removed account, changed groups or an
+    ended session apply at once): a trusted single sign-on proxy's header first, then the
+    session this tab signed in with, then the session cookie a reload brings back."""
     if not knowledge.needs_sign_in():
         return knowledge
-    name = st.session_state.get("principal")
-    # Read afresh on every run: a removed account or changed groups apply at once.
-    principal = knowledge.user_principal(name) if name else None
-    if principal is None:
-        st.session_state.pop("principal", None)
+    headers = _header_pairs()
+    named = knowledge.trusted_proxy_user(headers, _peer(headers))
+    principal = knowledge.user_principal(named) if named else None
+    if principal is not None:
+        st.session_state["signed_in_by_proxy"] = True
+        return knowledge.as_principal(principal)
+    st.session_state.pop("signed_in_by_proxy", None)
+    principal = _session_principal(knowledge)
+    return None if principal is None else knowledge.as_principal(principal)
+
+
+def _session_principal(knowledge: KnowledgeBase) -> Principal | None:
+    token = st.session_state.get("session_token") or _cookie(SESSION_COOKIE)
+    if not token:
         return None
-    return knowledge.as_principal(principal)
+    principal = knowledge.resume_session(token)
+    if principal is None:
+        # Ended (sign-out elsewhere, a new password, a removed account) or expired: the
+        # browser may forget it too.
+        st.session_state.pop("session_token", None)
+        st.session_state["cookie_to_clear"] = token
+        return None
+    st.session_state["session_token"] = token
+    return principal
+
+
+def _sync_session_cookie() -> None:
+    """Write or clear the session cookie in the browser. Streamlit can read cookies but not
+    set them, so a small script on the page does it; it runs once per distinct content (an
+    unchanged element is not rendered again, and Max-Age is fixed when the session starts).
+    SameSite=Strict keeps other sites' pages from sending it; Secure is added when the page
+    is served over https."""
+    session: Session | None = st.session_state.get("cookie_to_write")
+    token = st.session_state.get("session_token")
+    secure = 'location.protocol === "https:" ? "; Secure" : ""'
+    if session is not None and session.token == token:
+        value = json.dumps(f"{SESSION_COOKIE}={session.token}; Max-Age={session.max_age}")
+        script = f'document.cookie = {value} + "; Path=/; SameSite=Strict" + ({secure});'
+    elif stale := st.session_state.get("cookie_to_clear"):
+        # Only this token: another tab of the same browser may have signed in meanwhile.
+        current = json.dumps(f"{SESSION_COOKIE}={stale}")
+        cleared = json.dumps(f"{SESSION_COOKIE}=; Max-Age=0; Path=/; SameSite=Strict")
+        script = (
+            f'if (document.cookie.split("; ").includes({current})) '
+            f"document.cookie = {cleared} + ({secure});"
+        )
+    else:
+        return
+    with st.container(key="kb-session-cookie"):
+        st.html(f"<script>{script}</script>", unsafe_allow_javascript=True)
 
 
 def _account(reader: KnowledgeBase, lang: str) -> None:
@@ -499,8 +611,15 @@ def _account(reader: KnowledgeBase, lang: str) -> None:
     if principal is None:
         return
     st.caption(escape_markdown(t(lang, "signed_in_as", name=principal.name)))
-    if st.button(t(lang, "sign_out"), key="sign_out", icon=":material/logout:", width="stretch"):
-        for key in ("principal", "turns", "conversation_id", "upload_report"):
+    # A single sign-on proxy signs its users in and out; a button here could do neither.
+    if not st.session_state.get("signed_in_by_proxy") and st.button(
+        t(lang, "sign_out"), key="sign_out", icon=":material/logout:", width="stretch"
+    ):
+        token = st.session_state.pop("session_token", None)
+        if token:
+            reader.end_session(token)
+            st.session_state["cookie_to_clear"] = token
+        for key in ("turns", "conversation_id", "upload_report", "cookie_to_write"):
             st.session_state.pop(key, None)
         st.rerun()
     conversations = reader.conversations()
@@ -668,7 +787,9 @@ def _page() -> None:
     reader = _reader(knowledge_base(settings))
     if reader is None:
         _sign_in(knowledge_base(settings), lang)
+        _sync_session_cookie()
         return
+    _sync_session_cookie()
     lang, collection = _sidebar(settings, reader)
     st.title(t(lang, "title"))
     st.caption(t(lang, "subtitle"))

@@ -66,6 +66,11 @@ def child_environment(settings: Settings, host: str, port: int) -> dict[str, str
     env["KB_UI_PORT"] = str(port)
     env["STREAMLIT_BROWSER_GATHER_USAGE_STATS"] = "false"
     env.setdefault("DO_NOT_TRACK", "1")
+    if settings.trusted_proxy_header.strip():
+        # Streamlit's server (uvicorn) would otherwise replace a loopback peer's address by
+        # the X-Forwarded-For it sent: the page must judge the proxy by the proxy's own
+        # address, as `kb serve` does, so the single sign-on header is believed only from it.
+        env["FORWARDED_ALLOW_IPS"] = ""
     return env
 
 

@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -34,6 +35,7 @@ CHROMIUM_ARGS = [
 ]
 # See tests/ui/conftest.py: the 0.5B model cannot answer the sample questions reliably.
 LLM_MODEL = os.environ.get("UI_TEST_LLM_MODEL", "qwen2.5-1.5b")
+PROXY_HEADER = "X-Remote-User"
 
 pytestmark = pytest.mark.browser
 
@@ -76,6 +78,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     home = tmp_path_factory.mktemp("e2e-kb-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
     env.update(KB_HOME=str(home), KB_LLM_MODEL=LLM_MODEL, KB_LANGUAGE="en")
+    # Single sign-on from a proxy on this machine; it matters only once accounts exist (the
+    # sign-in tests at the end), and a browser that sends no such header never notices it.
+    env.update(KB_TRUSTED_PROXY_HEADER=PROXY_HEADER, KB_TRUSTED_PROXIES="127.0.0.1")
     ingest = subprocess.run(
         [str(KB_BIN), "ingest", str(SAMPLES)],
         env=env,
@@ -88,19 +93,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     port = free_port()
     log = home / "server.log"
     with log.open("w") as out:
-        process = subprocess.Popen(
-            [str(KB_BIN), "ui", "--port", str(port)],
-            env=env,
-            cwd=home,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        process = start_page(env, home, port, out)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", process)
         yield f"http://127.0.0.1:{port}", log
     finally:
         stop(process)
+
+
+def start_page(env: dict[str, str], home: Path, port: int, out: IO[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(KB_BIN), "ui", "--port", str(port)],
+        env=env,
+        cwd=home,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 # Records every text the first answer shows while it streams, so the test can tell a streamed
@@ -223,9 +232,23 @@ def test_chinese_conversation_in_real_browser(server) -> None:
     assert screenshot.stat().st_size > 10_000
 
 
+def session_cookie(page) -> dict | None:
+    """The page's session cookie as the browser holds it (None when there is none)."""
+    found = [c for c in page.context.cookies() if c["name"] == "kb_session"]
+    return found[0] if found else None
+
+
+def wait_for_cookie(page, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while session_cookie(page) is None:
+        assert time.monotonic() < deadline, "the session cookie was never written"
+        time.sleep(0.2)
+
+
 def test_sign_in_sign_out_and_lockout_in_real_browser(server) -> None:
     """Once accounts exist the page asks for sign-in: a wrong password and an unknown name get
-    the same message, sign-out returns to the form, and repeated failures lock a name out."""
+    the same message, a reload keeps the sign-in, sign-out (also after a reload) returns to
+    the form, and repeated failures lock a name out."""
     from playwright.sync_api import expect, sync_playwright
 
     url, log = server
@@ -278,8 +301,29 @@ def test_sign_in_sign_out_and_lockout_in_real_browser(server) -> None:
             sign_in(page, "pat", "correct horse battery")
             expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible(timeout=120_000)
             expect(page.get_by_text("Signed in as pat")).to_be_visible()
+            wait_for_cookie(page)
+            cookie = session_cookie(page)
+            assert cookie["sameSite"] == "Strict" and cookie["path"] == "/"
+            assert not cookie["secure"]  # served over http here; https adds Secure
+            assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600  # KB_SESSION_HOURS
+
+            # A reload is a new Streamlit session: the cookie brings the sign-in back.
+            page.reload(wait_until="domcontentloaded")
+            expect(page.get_by_text("Signed in as pat")).to_be_visible(timeout=120_000)
+            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible()
+            assert page.get_by_label("Password", exact=True).count() == 0
+
             page.get_by_role("button", name="Sign out").click()
             expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=60_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+            deadline = time.monotonic() + 30
+            while session_cookie(page) is not None:
+                assert time.monotonic() < deadline, "sign-out left the session cookie"
+                time.sleep(0.2)
+            # The session ended on the server too: bringing the old cookie back is no use.
+            page.context.add_cookies([cookie])
+            page.reload(wait_until="domcontentloaded")
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=120_000)
             assert page.get_by_test_id("stChatInputTextArea").count() == 0
 
             for _ in range(5):  # KB_LOGIN_MAX_FAILURES
@@ -294,3 +338,59 @@ def test_sign_in_sign_out_and_lockout_in_real_browser(server) -> None:
             raise
         finally:
             browser.close()
+
+
+def test_single_sign_on_header_in_real_browser(server, tmp_path: Path) -> None:
+    """A proxy on this machine names the user in KB_TRUSTED_PROXY_HEADER: the page signs them
+    in without the form (no sign-out button: the proxy owns sign-in), also when the proxy
+    forwards the client's address; a name without an account, or the header from an address
+    that is not a configured proxy, gets the sign-in form. Runs after the sign-in test, whose
+    accounts it uses."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, log = server
+
+    def open_page(browser, target: str, headers: dict[str, str]):
+        context = browser.new_context(
+            viewport={"width": 1280, "height": 1000}, locale="en-US", extra_http_headers=headers
+        )
+        page = context.new_page()
+        page.goto(target, wait_until="domcontentloaded")
+        return page
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KB_")}
+    env.update(KB_HOME=str(log.parent), KB_LLM_MODEL=LLM_MODEL, KB_LANGUAGE="en")
+    # The same header, believed only from a proxy at another address than the browser's.
+    env.update(KB_TRUSTED_PROXY_HEADER=PROXY_HEADER, KB_TRUSTED_PROXIES="192.0.2.1")
+    port = free_port()
+    other_log = tmp_path / "untrusted.log"
+    with other_log.open("w") as out:
+        untrusted = start_page(env, log.parent, port, out)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # lee is locked out of the form by the sign-in test: the proxy vouches for them.
+            forwarded = {PROXY_HEADER: "lee", "X-Forwarded-For": "203.0.113.7"}
+            page = open_page(browser, url, forwarded)
+            expect(page.get_by_text("Signed in as lee")).to_be_visible(timeout=120_000)
+            expect(page.get_by_test_id("stChatInputTextArea")).to_be_visible()
+            assert page.get_by_role("button", name="Sign out").count() == 0
+            assert page.get_by_label("Password", exact=True).count() == 0
+            assert session_cookie(page) is None  # the proxy's header is the session
+
+            page = open_page(browser, url, {PROXY_HEADER: "nobody-here"})
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=120_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+
+            wait_for_http(f"http://127.0.0.1:{port}/_stcore/health", untrusted)
+            page = open_page(browser, f"http://127.0.0.1:{port}", {PROXY_HEADER: "pat"})
+            expect(page.get_by_label("Password", exact=True)).to_be_visible(timeout=120_000)
+            assert page.get_by_test_id("stChatInputTextArea").count() == 0
+            assert page.get_by_test_id("stException").count() == 0
+        except Exception:
+            print(log.read_text(errors="replace")[-4000:])
+            print(other_log.read_text(errors="replace")[-2000:])
+            raise
+        finally:
+            browser.close()
+            stop(untrusted)

@@ -99,3 +99,55 @@ def test_user_sees_only_their_groups(accounts) -> None:
         for b in sign_in(new_page(), "sam", PASSWORD).sidebar.button
         if b.key and b.key.startswith("resume-")
     ]
+
+
+def test_feedback_comment_is_stored_with_the_rating(accounts, kb_home: Path) -> None:
+    from kb.app import Conversation
+
+    question = "How many days of annual leave do managers get?"
+    turn = {
+        "question": question,
+        "answer": "Managers get 30 days of annual leave [1].",
+        "refused": False,
+        "language": "en",
+        "sources": [
+            {
+                "n": 1,
+                "source": "handbook.md",
+                "page": None,
+                "title": "Handbook",
+                "section": "Leave",
+                "snippet": "Managers get 30 days of annual leave.",
+                "chunk_id": "c1",
+                "score": 0.8,
+            }
+        ],
+    }
+    with KnowledgeBase(Settings(home=kb_home)) as knowledge:
+        knowledge.as_user("sam").save_conversation(
+            Conversation("leave", "sam", "default", question, [turn])
+        )
+        before = len(knowledge.users.feedback())
+
+    at = sign_in(new_page(), "sam", PASSWORD)
+    next(b for b in at.sidebar.button if b.key == "resume-leave").click().run()
+    assert not at.exception, at.exception
+    assert not at.text_area, "the comment box appears once the answer is rated"
+    at.feedback[0].set_value(0).run()  # thumbs down
+    assert not at.exception, at.exception
+    box = at.text_area(key="feedback-leave-0-comment")
+    box.set_value("The handbook says 30 days, but only after two years.").run()
+    at.button(key="feedback-leave-0-save").click().run()
+    assert not at.exception, at.exception
+    assert EN["feedback_thanks"] in [c.value for c in at.caption]
+    at.feedback[0].set_value(1).run()  # changed mind: thumbs up, the comment kept
+    assert not at.exception, at.exception
+
+    with KnowledgeBase(Settings(home=kb_home)) as knowledge:
+        records = knowledge.users.feedback()[before:]
+    assert len(records) == 1, "one record per rated answer"
+    record = records[0]
+    assert record["user"] == "sam" and record["question"] == question
+    assert record["rating"] == 1
+    assert record["comment"] == "The handbook says 30 days, but only after two years."
+    assert record["sources"] == ["handbook.md"]
