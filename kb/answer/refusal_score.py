@@ -61,6 +61,8 @@ CALIBRATED = RefusalScore(
     threshold=0.7,
 )
 
-# Chinese questions: fitted by bench/calibrate.py --zh on the fit part of rgb_zh's development
-# half (bench/results/calibration-zh.md). None until fitted: Chinese questions use CALIBRATED.
+# Chinese questions may have a score of their own (bench/chinese_bench.py fit, on the fit part
+# of rgb_zh's development half). None: the fitted Chinese score refused exactly the questions
+# that the near-miss gates with CALIBRATED refuse, on the fit part (0.438 / false 0.043) and on
+# the report part (0.533 / 0.087), so the simpler pair is kept (bench/results/chinese.md).
 CALIBRATED_ZH: RefusalScore | None = None
