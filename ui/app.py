@@ -785,11 +785,10 @@ def _page() -> None:
     if CSS_PATH.is_file():
         st.html(f"<style>{CSS_PATH.read_text(encoding='utf-8')}</style>")
     reader = _reader(knowledge_base(settings))
+    _sync_session_cookie()
     if reader is None:
         _sign_in(knowledge_base(settings), lang)
-        _sync_session_cookie()
         return
-    _sync_session_cookie()
     lang, collection = _sidebar(settings, reader)
     st.title(t(lang, "title"))
     st.caption(t(lang, "subtitle"))
