@@ -88,3 +88,11 @@ def tagged_words(text: str) -> list[tuple[str, str]]:
     import rjieba
 
     return [(word, tag) for word, tag in rjieba.tag(text, True)]
+
+
+def dictionary_words(text: str) -> list[str]:
+    """jieba's words of `text` from its dictionary alone (unknown-word guesser off): where
+    these and `tagged_words` agree, the segmentation is not a guess."""
+    import rjieba
+
+    return rjieba.cut(text, False)

@@ -19,7 +19,7 @@ from kb.answer.followup import (
     with_subjects,
 )
 from kb.answer.policy import RefusalPolicy
-from kb.answer.subjects import chinese_subjects
+from kb.answer.subjects import checkable_subjects, chinese_subjects
 from kb.answer.types import Refused
 from kb.models.fake import FakeChatModel, last_user_text
 
@@ -97,6 +97,17 @@ def test_chinese_subjects_come_from_the_tagger_and_organisation_suffixes():
     assert chinese_subjects("中国人民大学文学院前身是什么") == ["中国人民大学", "文学院"]
     assert chinese_subjects(YEAR_MISS) == ["北辰"]
     assert chinese_subjects("远航科技公司的CEO是谁") == ["远航"]
+
+
+def test_only_names_the_segmenter_is_sure_of_are_checked_in_the_answers_passage():
+    # The guesser's mis-cuts (布发源 glued to a verb, 高华是 to the copula) name nothing a
+    # passage could repeat; the dictionary's names, and names with sure boundaries, stay.
+    assert checkable_subjects("扎加藏布发源于哪座山？", "zh") == []
+    assert checkable_subjects("尼高·高华是哪国人？", "zh") == []
+    assert checkable_subjects(YEAR_MISS, "zh") == ["北辰"]
+    assert checkable_subjects("毕加索的作品曾受到哪位好友自杀的影响？", "zh") == ["毕加索"]
+    # A real name the guesser found still serves retrieval and follow-ups.
+    assert chinese_subjects("耶伦访华时间") == ["耶伦"]
 
 
 def test_follow_ups_are_told_from_new_topics_without_the_model():
@@ -184,3 +195,41 @@ def test_real_model_answers_a_chinese_follow_up_and_refuses_a_near_miss(zh_kb):
     assert follow.standalone_question == RIGHT_YEAR
     assert not follow.refused, (follow.answer, follow.diagnostics)
     assert "128" in follow.answer and "北辰集团2022年报摘要" in follow.sources[0].source
+
+
+# An invented biography whose later chunk says 他 for the painter: the answer's chunk does not
+# name him, another chunk of the same document does. The title names no one.
+PAINTER = (
+    "# 画家小传\n\n"
+    + "毕加索是江州人，早年在江州美术学校学习油画，后来移居海滨城市南湾。"
+    + "毕加索擅长风景画和人物画，作品多次在南湾美术馆展出，受到评论界的关注。" * 6
+    + "\n\n"
+    + "他一生中最重要的转折发生在青年时期。"
+    + "他的好友陈默于1901年自杀，这件事深深影响了他此后几年的创作，画面转向忧郁的蓝色调。" * 2
+)
+
+
+@pytest.fixture(scope="module")
+def painter_home(tmp_path_factory, models) -> Path:
+    from kb.app import KnowledgeBase
+    from kb.config import Settings
+
+    docs = tmp_path_factory.mktemp("painter-docs")
+    (docs / "画家小传.md").write_text(PAINTER, encoding="utf-8")
+    home = tmp_path_factory.mktemp("painter-kb")
+    with KnowledgeBase(Settings(home=home), models=models) as knowledge:
+        summary = knowledge.ingest([docs])
+    assert not summary.failed and summary.chunks >= 2
+    return home
+
+
+def test_a_subject_named_elsewhere_in_the_cited_document_is_not_another_subject(
+    painter_home, open_kb
+):
+    from kb.config import Settings
+
+    model = FakeChatModel(citing("好友陈默", "陈默"))
+    knowledge = open_kb(Settings(home=painter_home), chat_model=model)
+    answer = knowledge.ask("毕加索的作品曾受到哪位好友自杀的影响？")
+    assert not answer.refused, answer.answer
+    assert "陈默" in answer.answer

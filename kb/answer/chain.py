@@ -40,7 +40,13 @@ from kb.answer.followup import (
 )
 from kb.answer.guard import addresses_ai, guarded_source
 from kb.answer.policy import RefusalPolicy
-from kb.answer.subjects import is_about, question_subjects, subject_coverage, subject_queries
+from kb.answer.subjects import (
+    checkable_subjects,
+    is_about,
+    question_subjects,
+    subject_coverage,
+    subject_queries,
+)
 from kb.answer.types import (
     Answer,
     AnswerEvent,
@@ -511,7 +517,15 @@ class AnswerChain:
         near = [m for m in mismatches if m.near_miss]
         turn.diagnostics["near_miss"] = len(near)
         turn.diagnostics["constraints_unstated"] = len(mismatches) - len(near)
-        absent = [s for s in turn.subjects if not any(is_about(s, hits[i]) for i in cited)]
+        # A chunk deep in a document often says "he" for the person its document is about, so a
+        # subject counts as named when any retrieved chunk of a cited document names it.
+        documents = {hits[i].source for i in cited}
+        same_document = [h for h in hits if h.source in documents]
+        absent = [
+            s
+            for s in checkable_subjects(turn.standalone, turn.language)
+            if not any(is_about(s, h) for h in same_document)
+        ]
         turn.diagnostics["subjects_uncited"] = len(absent)
         policy = self.policy
         if turn.language not in policy.near_miss_languages:
