@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # Files parsed ahead of the embedder. Two keep both sides busy; more only costs memory.
 _PARSE_AHEAD = 2
+# Embedded texts remembered for reuse within a run (about 1.5 KB each with a 384-dim model).
+_RECENT_TEXTS = 20_000
 
 
 def _check_unchanged(found: FoundFile) -> None:
@@ -186,6 +189,7 @@ class _Pending:
     entry: FileEntry
     vectors: np.ndarray
     filled: int = 0
+    reused: int = 0  # chunks whose identical text was embedded earlier in this run
 
 
 class _EmbeddingBatch:
@@ -202,6 +206,9 @@ class _EmbeddingBatch:
         self.size = pipeline.settings.embed_batch_size
         self.files: list[_Pending] = []
         self.queue: list[tuple[_Pending, int, str]] = []  # (file, chunk index, text to embed)
+        # Vectors of recently embedded texts: a text seen again in this run (a boilerplate page,
+        # the unchanged sections of a second version of a document) is embedded once.
+        self.recent: OrderedDict[str, np.ndarray] = OrderedDict()
 
     def add(self, work: _Work, doc: Document, chunks: list[Chunk]) -> None:
         entry = replace(work.entry, title=doc.title)
@@ -213,20 +220,53 @@ class _EmbeddingBatch:
             self.queue.append((pending, i, embedded_text(doc.title, file_name, chunk)))
         self.flush()
 
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        self.recent[text] = vector
+        self.recent.move_to_end(text)
+        if len(self.recent) > _RECENT_TEXTS:
+            self.recent.popitem(last=False)
+
+    def _fill(self, pending: _Pending, i: int, vector: np.ndarray) -> None:
+        pending.vectors[i] = vector
+        pending.filled += 1
+
     def flush(self, final: bool = False) -> None:
+        # Texts embedded already are filled in without the model; only new ones count
+        # towards a batch.
+        waiting = []
+        for pending, i, text in self.queue:
+            if text in self.recent:
+                self._fill(pending, i, self.recent[text])
+                pending.reused += 1
+            else:
+                waiting.append((pending, i, text))
+        self.queue = waiting
         while len(self.queue) >= self.size or (final and self.queue):
             take, self.queue = self.queue[: self.size], self.queue[self.size :]
+            unique = list(dict.fromkeys(t for _, _, t in take))
             try:
-                vectors = self.pipeline.embeddings.embed_passages([t for _, _, t in take])
+                vectors = self.pipeline.embeddings.embed_passages(unique)
             except Exception as exc:
                 log.debug("embedding failed", exc_info=True)
                 self._fail_files({p.work.source_key for p, _, _ in take}, exc)
                 continue
-            for (pending, i, _), vector in zip(take, vectors, strict=True):
-                pending.vectors[i] = vector
-                pending.filled += 1
+            by_text = dict(zip(unique, vectors, strict=True))
+            for text, vector in by_text.items():
+                self._remember(text, vector)
+            for pending, i, text in take:
+                self._fill(pending, i, by_text[text])
+            self._count_repeats(take)
             self.pipeline.progress(Event("chunks", chunks=len(take)))
-            self._write_ready()
+        self._write_ready()
+
+    @staticmethod
+    def _count_repeats(take: list[tuple[_Pending, int, str]]) -> None:
+        """A text repeated within one batch was embedded once: its later copies are reused."""
+        seen: set[str] = set()
+        for pending, _, text in take:
+            if text in seen:
+                pending.reused += 1
+            seen.add(text)
 
     def _write_ready(self) -> None:
         ready = [p for p in self.files if p.filled == len(p.chunks)]
@@ -554,7 +594,7 @@ class Pipeline:
             return
         n = len(pending.chunks)
         summary.chunks += n
-        summary.embedded += n
+        summary.embedded += n - pending.reused
         if work.status == "updated":
             summary.updated += 1
         else:

@@ -254,3 +254,32 @@ def test_the_knowledge_base_is_a_langchain_retriever(settings, corpus, facts):
         k=2, filters=SearchFilter.of(file_types=["html"])
     )
     assert [d.metadata["source"] for d in narrowed.invoke(facts["notes.md"])] == ["faq.html"]
+
+
+def test_identical_chunk_texts_are_embedded_once(settings, tmp_path):
+    # Two versions of one policy: only the approval section changed between them.
+    # Each section near a chunk's size, so each is a chunk of its own.
+    sections = {
+        "Booking": "Book flights through the Northwind travel desk at least 14 days ahead. "
+        + "Economy class applies to every flight shorter than six hours, for every grade. " * 8,
+        "Meals": "Meals abroad are refunded up to 60 euros a day with receipts. "
+        + "Keep every receipt and attach it to the expense report within thirty days. " * 8,
+    }
+    for year, approver in (("2023", "the team lead"), ("2024", "the department head")):
+        body = "".join(f"## {name}\n\n{text}\n\n" for name, text in sections.items())
+        folder = tmp_path / "policies" / year
+        folder.mkdir(parents=True)
+        (folder / "travel.md").write_text(
+            f"# Travel policy\n\n{body}## Approval\n\nTrips are approved by {approver}.\n"
+        )
+    summary = ingest(settings, tmp_path / "policies")
+    assert summary.added == 2 and not summary.failed
+    # Each version's two unchanged sections share their text with the other version's.
+    assert summary.embedded == summary.chunks - 2
+    kb = knowledge(settings)
+    booking = [h.chunk_id for h in kb.store.iter_chunks("default") if "Book flights" in h.text]
+    query = kb.embeddings.embed_query_vector("How many days ahead must flights be booked?")
+    hits = kb.store.get_chunks("default", booking, query)
+    assert {h.source for h in hits} == {"2023/travel.md", "2024/travel.md"}
+    assert hits[0].score == pytest.approx(hits[1].score)  # one vector, stored twice
+    assert_consistent(settings)
