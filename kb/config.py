@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         1.5, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
     )
     retrieval_candidates: int = Field(
-        30, ge=1, le=1000, description="Candidates each index gives hybrid retrieval to fuse."
+        50, ge=1, le=1000, description="Candidates each index gives hybrid retrieval to fuse."
     )
     context_tokens: int = Field(
         200, ge=32, description="Token budget for source text in the prompt (model tokens)."
