@@ -236,7 +236,13 @@ def tune(home: Path, limit: int | None) -> None:
     for mode in ("vector", "keyword"):
         per_set = _per_set(replay(cands, mode, base))
         rows.append(
-            {"mode": mode, "params": None, "objective": _objective(per_set), "sets": per_set}
+            {
+                "mode": mode,
+                "params": None,
+                "objective": _objective(per_set),
+                "mrr": _rank_quality(per_set),
+                "sets": per_set,
+            }
         )
 
     def search(grid: dict, start: dict) -> dict:
@@ -296,8 +302,6 @@ def render_tuning(result: dict) -> str:
         reverse=True,
     )
     singles = [r for r in result["rows"] if r["mode"] != "hybrid"]
-    for r in singles:
-        r.setdefault("mrr", _rank_quality(r["sets"]))
     sets = list(result["best"]["sets"])
     lines = [
         "# Fusion settings on the calibrate half",

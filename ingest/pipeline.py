@@ -226,9 +226,11 @@ class _EmbeddingBatch:
         if len(self.recent) > _RECENT_TEXTS:
             self.recent.popitem(last=False)
 
-    def _fill(self, pending: _Pending, i: int, vector: np.ndarray) -> None:
+    @staticmethod
+    def _fill(pending: _Pending, i: int, vector: np.ndarray, reused: bool = False) -> None:
         pending.vectors[i] = vector
         pending.filled += 1
+        pending.reused += reused
 
     def flush(self, final: bool = False) -> None:
         # Texts embedded already are filled in without the model; only new ones count
@@ -236,8 +238,7 @@ class _EmbeddingBatch:
         waiting = []
         for pending, i, text in self.queue:
             if text in self.recent:
-                self._fill(pending, i, self.recent[text])
-                pending.reused += 1
+                self._fill(pending, i, self.recent[text], reused=True)
             else:
                 waiting.append((pending, i, text))
         self.queue = waiting
@@ -250,23 +251,15 @@ class _EmbeddingBatch:
                 log.debug("embedding failed", exc_info=True)
                 self._fail_files({p.work.source_key for p, _, _ in take}, exc)
                 continue
-            by_text = dict(zip(unique, vectors, strict=True))
-            for text, vector in by_text.items():
+            for text, vector in zip(unique, vectors, strict=True):
                 self._remember(text, vector)
+            seen: set[str] = set()
             for pending, i, text in take:
-                self._fill(pending, i, by_text[text])
-            self._count_repeats(take)
+                # A text repeated within the batch was embedded once: later copies are reused.
+                self._fill(pending, i, self.recent[text], reused=text in seen)
+                seen.add(text)
             self.pipeline.progress(Event("chunks", chunks=len(take)))
         self._write_ready()
-
-    @staticmethod
-    def _count_repeats(take: list[tuple[_Pending, int, str]]) -> None:
-        """A text repeated within one batch was embedded once: its later copies are reused."""
-        seen: set[str] = set()
-        for pending, _, text in take:
-            if text in seen:
-                pending.reused += 1
-            seen.add(text)
 
     def _write_ready(self) -> None:
         ready = [p for p in self.files if p.filled == len(p.chunks)]

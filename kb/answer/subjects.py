@@ -116,7 +116,7 @@ _ORG_SUFFIXES = frozenset(
 _NAME_PART_TAGS = ("n", "v", "j", "eng")  # tags a name's distinctive word may carry
 
 
-def _certain_spans(words: Sequence[str], dictionary_words: Sequence[str]) -> set[tuple[int, int]]:
+def _certain_spans(words: Sequence[str], plain_words: Sequence[str]) -> set[tuple[int, int]]:
     """Character spans of the tagged words whose boundaries jieba is sure of: the word and its
     neighbours are the same with its unknown-word guesser (HMM) on and off.
 
@@ -132,7 +132,7 @@ def _certain_spans(words: Sequence[str], dictionary_words: Sequence[str]) -> set
             at += len(token)
         return out
 
-    plain = set(spans(dictionary_words))
+    plain = set(spans(plain_words))
     tagged = spans(words)
     certain = set()
     for index, span in enumerate(tagged):
@@ -153,7 +153,10 @@ def chinese_subjects(question: str, certain_only: bool = False) -> list[str]:
     retrieval and follow-ups use, so they are kept otherwise."""
     names: list[str] = []
     words = tagged_words(question)
-    certain = _certain_spans([w for w, _ in words], dictionary_words(question))
+    # The second segmentation is needed only to tell sure names from guessed ones.
+    certain = (
+        _certain_spans([w for w, _ in words], dictionary_words(question)) if certain_only else set()
+    )
     starts = list(itertools.accumulate((len(w) for w, _ in words), initial=0))
     for index, (word, tag) in enumerate(words):
         span = (starts[index], starts[index + 1])
