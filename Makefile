@@ -72,8 +72,11 @@ bench: setup
 	$(BIN)/python bench/eval_baseline.py
 	$(BIN)/python bench/keyword_bench.py
 	bench/build_eval_kb.sh $(EVAL_ALL_KB)
+	$(BIN)/python bench/vector_recall_bench.py --home $(EVAL_ALL_KB)
+	$(BIN)/python bench/vector_recall_bench.py --scale 100000
 	$(BIN)/python bench/retrieval_bench.py tune --home $(EVAL_ALL_KB)
 	$(BIN)/python bench/retrieval_bench.py compare --home $(EVAL_ALL_KB)
+	$(BIN)/python bench/rerank_bench.py
 	$(BIN)/python bench/ui_bench.py
 	$(BIN)/python bench/serve_bench.py
 

@@ -8,6 +8,9 @@ measured side by side in one run, alternating the variants each round:
   (b) stock  — DirectoryLoader/UnstructuredFileLoader → RecursiveCharacterTextSplitter(1000,
                200) → the same embeddings → Chroma.from_documents;
   (c) kb     — `kb ingest` into an empty knowledge base, then again on the unchanged folder.
+Besides files and chunks, each variant's embedded tokens are counted (the model's tokens of
+each text it embeds, capped at the model's 512-token window: the rest of a longer text is cut
+and never embedded), so throughput compares the text actually embedded.
 Each variant runs in its own process, so peak memory (max RSS) is its own. Figures go to
 bench/results/ingest.json and ingest.md.
 """
@@ -100,6 +103,21 @@ def chunk_texts(corpus: Path) -> list[str]:
     return texts
 
 
+def embedded_tokens(texts: list[str]) -> dict:
+    """Tokens the embedding model reads from `texts`, and how many texts exceed its window."""
+    from kb.config import Settings
+    from kb.models.embeddings import load_embeddings
+
+    embeddings = load_embeddings(Settings())
+    counts = [embeddings.count_tokens(t) for t in texts]
+    window = embeddings.max_tokens
+    return {
+        "tokens": sum(min(c, window) for c in counts),
+        "tokens_cut": sum(max(0, c - window) for c in counts),
+        "texts_over_window": sum(c > window for c in counts),
+    }
+
+
 def variant_limit(texts_file: Path) -> dict:
     from kb.config import Settings
     from kb.models.embeddings import load_embeddings
@@ -138,7 +156,13 @@ def variant_stock(corpus: Path, home: Path) -> dict:
         docs
     )
     Chroma.from_documents(splits, embeddings, persist_directory=str(home), collection_name="stock")
-    return {"seconds": time.perf_counter() - started, "files": len(docs), "chunks": len(splits)}
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "files": len(docs),
+        "chunks": len(splits),
+        **embedded_tokens([d.page_content for d in splits]),
+    }
 
 
 def child(args: list[str]) -> dict:
@@ -167,7 +191,8 @@ def run_child_main(argv: list[str]) -> None:
     elif name == "texts":
         texts = chunk_texts(Path(argv[1]))
         Path(argv[2]).write_text(json.dumps(texts, ensure_ascii=False))
-        out = {"chunks": len(texts)}
+        # kb embeds these texts (identical ones once), as does the limit variant.
+        out = {"chunks": len(texts), **embedded_tokens(list(dict.fromkeys(texts)))}
     else:
         raise SystemExit(f"unknown variant {name}")
     out["peak_rss_mb_self"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -186,7 +211,7 @@ def main() -> None:
     files = sum(1 for p in corpus.rglob("*") if p.is_file())
     size = sum(p.stat().st_size for p in corpus.rglob("*") if p.is_file())
     texts_file = WORK / "chunk-texts.json"
-    child(["texts", str(corpus), str(texts_file)])
+    kb_texts = child(["texts", str(corpus), str(texts_file)])
     rounds: list[dict] = []
     for _ in range(args.repeats):
         round_ = {}
@@ -250,10 +275,22 @@ def main() -> None:
             "stock_over_kb_min": 1.5,
             "rerun_over_first_max": 0.03,
         },
+        "tokens": {
+            "kb": kb_texts["tokens"],
+            "kb_cut": kb_texts["tokens_cut"],
+            "kb_over_window": kb_texts["texts_over_window"],
+            "stock": rounds[0]["stock"]["tokens"],
+            "stock_cut": rounds[0]["stock"]["tokens_cut"],
+            "stock_over_window": rounds[0]["stock"]["texts_over_window"],
+            "kb_per_s": round(kb_texts["tokens"] / kb_s, 1),
+            "limit_per_s": round(kb_texts["tokens"] / limit_s, 1),
+            "stock_per_s": round(rounds[0]["stock"]["tokens"] / stock_s, 1),
+        },
         "rounds": rounds,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "ingest.json").write_text(json.dumps(summary, indent=2))
+    tok = summary["tokens"]
     table = [
         f"# Ingestion benchmark ({summary['date']}, {summary['machine']})",
         "",
@@ -261,17 +298,24 @@ def main() -> None:
         f"(cmrc2018: first {CMRC_FILES}) and {args.pdfs} financebench PDFs; median of "
         f"{args.repeats} alternating rounds.",
         "",
-        "| variant | seconds | chunks | chunks/s | files/s | peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        "| variant | seconds | chunks | chunks/s | files/s | tokens embedded | tokens/s "
+        "| tokens cut (texts over 512) | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
         f"| (a) limit: encode kb's chunk texts only | {limit_s:.1f} | "
         f"{summary['limit']['chunks']} | {summary['limit']['chunks'] / limit_s:.2f} | - | "
-        f"{summary['limit']['peak_rss_mb']} |",
+        f"{tok['kb']:,} | {tok['limit_per_s']:,} | - | {summary['limit']['peak_rss_mb']} |",
         f"| kb ingest | {kb_s:.1f} | {kb_chunks} | {kb_chunks / kb_s:.2f} | "
-        f"{files / kb_s:.2f} | {summary['kb']['peak_rss_mb']} |",
+        f"{files / kb_s:.2f} | {tok['kb']:,} | {tok['kb_per_s']:,} | "
+        f"{tok['kb_cut']:,} ({tok['kb_over_window']}) | {summary['kb']['peak_rss_mb']} |",
         f"| (b) stock LangChain pipeline | {stock_s:.1f} | {summary['stock']['chunks']} | "
         f"{summary['stock']['chunks'] / stock_s:.2f} | {files / stock_s:.2f} | "
+        f"{tok['stock']:,} | {tok['stock_per_s']:,} | "
+        f"{tok['stock_cut']:,} ({tok['stock_over_window']}) | "
         f"{summary['stock']['peak_rss_mb']} |",
-        f"| kb ingest again, unchanged | {rerun_s:.2f} | 0 | - | - | - |",
+        f"| kb ingest again, unchanged | {rerun_s:.2f} | 0 | - | - | - | - | - | - |",
+        "",
+        "Tokens: the embedding model's tokens of each embedded text, capped at its 512-token "
+        "window; tokens cut: those past the window, never embedded.",
         "",
         f"kb / limit = **{kb_s / limit_s:.2f}×** (target ≤ 1.3); stock / kb = "
         f"**{stock_s / kb_s:.2f}×** (target ≥ 1.5); re-run / first run = "

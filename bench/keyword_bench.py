@@ -308,6 +308,8 @@ def scale(sizes: list[int]) -> dict:
                 "index_mb": round(disk / 2**20, 1),
                 "build_s": round(build, 1),
                 "index_rows_per_s": round(size / build),
+                # Other work on this 2-core machine moves the latencies; the load says how much.
+                "load_average": round(os.getloadavg()[0], 1),
             }
             index.close()
         print(size, out[str(size)], file=sys.stderr, flush=True)
@@ -397,13 +399,15 @@ def render(results: dict) -> str:
         lines += [
             f"## Scale (GENERATED text, {sc['terms_per_chunk']} terms per chunk; {sc['date']})",
             "",
-            "| chunks | keyword p50 ms | keyword p95 ms | index on disk MB | build s | rows/s |",
-            "|---|---|---|---|---|---|",
+            "| chunks | keyword p50 ms | keyword p95 ms | index on disk MB | build s | rows/s "
+            "| load |",
+            "|---|---|---|---|---|---|---|",
         ]
         for b in sc["sizes"].values():
             lines.append(
                 f"| {b['chunks']:,} | {b['keyword_ms_p50']} | {b['keyword_ms_p95']} | "
-                f"{b['index_mb']} | {b['build_s']} | {b['index_rows_per_s']:,} |"
+                f"{b['index_mb']} | {b['build_s']} | {b['index_rows_per_s']:,} "
+                f"| {b.get('load_average', '~3')} |"
             )
         lines.append("")
     if "cost" in results:
@@ -432,6 +436,9 @@ def main() -> None:
     for part in args.parts:
         if part == "scale":
             data = scale([int(x) for x in args.sizes.split(",")])
+            # Sizes measured in earlier runs stay (a 1M-chunk build takes most of an hour).
+            earlier = results.get("scale", {}).get("sizes", {})
+            data["sizes"] = {**earlier, **data["sizes"]}
         else:
             data = {"segmenters": segmenters, "engines": engines, "cost": cost}[part]()
         data["date"] = time.strftime("%Y-%m-%d %H:%M")

@@ -172,6 +172,14 @@ def collect_candidates(home: Path, limit: int | None) -> list[dict]:
 
 def replay(cands: list[dict], mode: str, params: dict) -> list[dict]:
     """Records as the retriever with `params` would produce them, from cached candidates."""
+    return [
+        _record(c["name"], c["q"], hits, 0.0, c["query"])
+        for c, hits in replay_hits(cands, mode, params)
+    ]
+
+
+def replay_hits(cands: list[dict], mode: str, params: dict) -> list[tuple[dict, list]]:
+    """Each cached question with the top ten hits the retriever with `params` would return."""
     from kb.retrieve import Preferences, ReciprocalRankFusion, dedupe
     from kb.store import Hit
     from kb.text import language_of
@@ -183,7 +191,7 @@ def replay(cands: list[dict], mode: str, params: dict) -> list[dict]:
     prefs = Preferences(language=params["language"], time=params["time"])
     depth = params["depth"]
     k = max(KS)
-    records = []
+    out = []
     for c in cands:
         hits = {i: Hit(i, h["text"], h["metadata"], h["score"]) for i, h in c["hits"].items()}
         if mode == "vector":
@@ -198,8 +206,8 @@ def replay(cands: list[dict], mode: str, params: dict) -> list[dict]:
             scored = [(s * prefs.weight(hits[i], asked, hint), hits[i]) for i, s in fused]
             scored.sort(key=lambda x: x[0], reverse=True)
             ranked = [h for _, h in scored]
-        records.append(_record(c["name"], c["q"], dedupe(ranked)[:k], 0.0, c["query"]))
-    return records
+        out.append((c, dedupe(ranked)[:k]))
+    return out
 
 
 def _per_set(records: list[dict]) -> dict:

@@ -135,7 +135,13 @@ class Settings(BaseSettings):
         description="'hybrid' (keyword and vector search fused), 'vector' or 'keyword' alone.",
     )
     keyword_weight: float = Field(
-        1.5, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
+        1.0, ge=0.0, description="Weight of the keyword ranking against the vector one in hybrid."
+    )
+    vector_ef_search: int = Field(
+        2000,
+        ge=10,
+        le=100_000,
+        description="Graph candidates Chroma's vector index examines per search (recall/speed).",
     )
     retrieval_candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each index gives hybrid retrieval to fuse."

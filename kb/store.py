@@ -143,7 +143,9 @@ class Store:
                         "created_at": time.time(),
                         "kb_schema": SCHEMA_VERSION,
                     },
-                    configuration={"hnsw": {"space": "cosine"}},
+                    configuration={
+                        "hnsw": {"space": "cosine", "ef_search": self.settings.vector_ef_search}
+                    },
                     embedding_function=None,
                 )
             else:
@@ -154,7 +156,7 @@ class Store:
                         f"collection {name!r} does not exist in {self.where()}; "
                         "run `kb ingest PATH` first"
                     ) from exc
-            self._collections[name] = col
+            self._collections[name] = self._with_search_depth(col)
         col = self._collections[name]
         built_with = (col.metadata or {}).get("embed_model")
         if embed_model and built_with and built_with != embed_model:
@@ -164,6 +166,25 @@ class Store:
                 "into another collection (--collection)"
             )
         return col
+
+    def _with_search_depth(self, col):
+        """`col` searching with KB_VECTOR_EF_SEARCH candidates in its graph.
+
+        Chroma's default (100) finds only ~40% of the true ten nearest chunks for English
+        questions once a knowledge base holds long filings whose vectors sit close to every
+        English question: the graph walk stops among them (bench/results/vector-recall.md).
+        The depth is a search-time setting, so collections built earlier change too; it must be
+        set before this process's first query loads the index."""
+        want = self.settings.vector_ef_search
+        hnsw = (getattr(col, "configuration", None) or {}).get("hnsw") or {}
+        if not hnsw or hnsw.get("ef_search") == want:
+            return col
+        try:
+            col.modify(configuration={"hnsw": {"ef_search": want}})
+            return self.client.get_collection(col.name, embedding_function=None)
+        except Exception as exc:  # noqa: BLE001 - a server may refuse; searching still works
+            log.warning("could not set the vector search depth of %s: %s", col.name, exc)
+            return col
 
     def ensure_collection(self, name: str, embed_model: str) -> None:
         """Create collection `name` for vectors of `embed_model`, or check the one there."""

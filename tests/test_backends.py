@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import chromadb
 import httpx
 import pytest
 from conftest import SAMPLES
@@ -68,6 +69,10 @@ def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, corp
     assert hits[0].source == "notes.md"
     again = knowledge.ingest([corpus])
     assert again.unchanged == len(facts) and again.embedded == 0
+    # The search depth is set through the server too.
+    port = int(chroma_server.rsplit(":", 1)[1])
+    col = chromadb.HttpClient(host="127.0.0.1", port=port).get_collection("kb-default")
+    assert col.configuration["hnsw"]["ef_search"] == settings.vector_ef_search
 
 
 def test_unreachable_chroma_server_is_a_clear_error(tmp_path, corpus, open_kb):
