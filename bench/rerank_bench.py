@@ -36,15 +36,16 @@ PASSAGE_CHARS = 600
 
 def _params() -> dict:
     """The facade's fusion settings, in retrieval_bench.replay's terms."""
+    from kb.app import RRF_K, YEAR_WEIGHT
     from kb.config import Settings
 
     settings = Settings()
     return {
         "keyword_weight": settings.keyword_weight,
-        "rrf_k": 10.0,
+        "rrf_k": RRF_K,
         "depth": settings.retrieval_candidates,
         "language": 1.0,
-        "time": 2.0,
+        "time": YEAR_WEIGHT,
     }
 
 

@@ -54,7 +54,7 @@ def _settings(home: Path, ef: int | None = None):
 
 
 def prepare(home: Path, limit: int | None) -> None:
-    """Every stored vector and every question's vector, saved for the per-depth processes."""
+    """Every question's vector and its exact nearest chunks, saved for the per-depth processes."""
     from kb.app import KnowledgeBase
 
     knowledge = KnowledgeBase(_settings(home))
@@ -77,8 +77,11 @@ def prepare(home: Path, limit: int | None) -> None:
         [knowledge.embeddings.embed_query_vector(q["question"]) for _, q in picked],
         dtype=np.float32,
     )
+    chunks = np.concatenate(vectors)
+    # The exact ranking, once: every per-depth process compares against it.
+    exact = np.stack([np.argsort(-(chunks @ q))[:FETCH] for q in queries])
     WORK.mkdir(parents=True, exist_ok=True)
-    np.save(WORK / "chunks.npy", np.concatenate(vectors))
+    np.save(WORK / "exact.npy", exact)
     np.save(WORK / "queries.npy", queries)
     (WORK / "meta.json").write_text(
         json.dumps(
@@ -104,7 +107,7 @@ def measure(home: Path, ef: int | None) -> dict:
     """One depth (None: exact search), in this process."""
     from kb.eval.metrics import matches_gold
 
-    chunks = np.load(WORK / "chunks.npy")
+    exact_orders = np.load(WORK / "exact.npy")
     queries = np.load(WORK / "queries.npy")
     meta = json.loads((WORK / "meta.json").read_text())
     position = {cid: i for i, cid in enumerate(meta["ids"])}
@@ -115,8 +118,8 @@ def measure(home: Path, ef: int | None) -> dict:
         col = Store(_settings(home, ef))._collection("default")
     per_set: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     latencies = []
-    for vector, q in zip(queries, meta["questions"], strict=True):
-        exact = np.argsort(-(chunks @ vector))[:FETCH].tolist()
+    for vector, exact_order, q in zip(queries, exact_orders, meta["questions"], strict=True):
+        exact = exact_order.tolist()
         if col is None:
             order = exact
         else:

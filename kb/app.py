@@ -87,6 +87,14 @@ __all__ = [
 # directly rather than one of its shells).
 ENTRY_POINTS = ("cli", "page", "api", "eval", "library")
 
+# Hybrid retrieval's RRF constant and the weight of documents of the question's year (named, or
+# "latest"): chosen with the keyword weight and the candidate depth on one knowledge base of all
+# eight evaluation sets plus a distractor manual (bench/results/fusion.md, calibrate half,
+# objective mean hit@5 + mean MRR@10: 1.662 at k 10 against 1.638 at k 60 and 1.643 with 10
+# candidates; the year weight 2 lifts it to 1.675, 1.5 ties).
+RRF_K = 10.0
+YEAR_WEIGHT = 2.0
+
 
 @dataclass(frozen=True)
 class Document:
@@ -304,14 +312,8 @@ class KnowledgeBase:
             store,
             self.embeddings,
             name,
-            # RRF constant 10 and documents of the question's year (named, or "latest") weighted
-            # 2: chosen with the keyword weight and the candidate depth on one knowledge base of
-            # all eight evaluation sets plus a distractor manual (bench/results/fusion.md,
-            # calibrate half, objective mean hit@5 + mean MRR@10: 1.662 at k 10 against 1.638
-            # at k 60 and 1.643 with 10 candidates; the year weight 2 lifts it to 1.675, 1.5
-            # ties).
-            fusion=ReciprocalRankFusion(weights=(1.0, self.settings.keyword_weight), k=10.0),
-            preferences=Preferences(time=2.0),
+            fusion=ReciprocalRankFusion(weights=(1.0, self.settings.keyword_weight), k=RRF_K),
+            preferences=Preferences(time=YEAR_WEIGHT),
             candidates=self.settings.retrieval_candidates,
         )
 
